@@ -1,0 +1,25 @@
+"""labkit: the small library behind the lab book.
+
+A chapter declares runs (plain data), labkit trains the missing ones in parallel
+workers, stores each result as a JSON record and hands back tidy DataFrames for
+charts and verdicts.  ``KERAS_BACKEND`` is set to ``jax`` before Keras loads.
+"""
+
+from labkit import _env  # noqa: F401  (sets KERAS_BACKEND before anything imports Keras)
+
+__version__ = "0.1.0"
+
+__all__ = ["Run", "Result", "train", "sweep", "sweep_results", "probe_frame", "__version__"]
+
+
+def __getattr__(name):
+    # Lazy: `import labkit` stays cheap (the CLI, the worker start-up, the tests).
+    if name in ("Run", "Result", "train"):
+        from labkit import runs
+
+        return getattr(runs, name)
+    if name in ("sweep", "sweep_results", "probe_frame"):
+        from labkit import sweep as sweep_module
+
+        return getattr(sweep_module, name)
+    raise AttributeError(f"module 'labkit' has no attribute {name!r}")
