@@ -19,7 +19,7 @@ def __getattr__(name):
 
         return getattr(runs, name)
     if name in ("sweep", "sweep_results", "probe_frame"):
-        from labkit import sweep as sweep_module
+        from labkit import sweeps as sweep_module
 
         return getattr(sweep_module, name)
     raise AttributeError(f"module 'labkit' has no attribute {name!r}")

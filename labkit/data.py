@@ -1,0 +1,185 @@
+"""Datasets of the book (MNIST, California housing) and the seeded splits runs share.
+
+Datasets are read from the data directory first (``LABKIT_DATA_DIR`` or
+``<project>/data``), else downloaded through Keras / scikit-learn.  Splits are
+described by plain values (seed, sizes) so that they enter a run's key.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from labkit.paths import data_dir
+
+__all__ = [
+    "DATASETS",
+    "DatasetUnavailable",
+    "Split",
+    "mnist",
+    "california",
+    "split",
+    "check_finite",
+]
+
+#: Names a run's ``data`` field accepts.
+DATASETS = ("mnist", "california")
+CALIFORNIA_TARGET = "MedHouseVal"
+
+
+class DatasetUnavailable(RuntimeError):
+    """A dataset is neither in the data directory nor downloadable."""
+
+
+def _unavailable(name: str, expected: Path, cause: Exception) -> DatasetUnavailable:
+    return DatasetUnavailable(
+        f"{name} is not in the data directory and could not be downloaded ({cause}).\n"
+        f"Put a copy at {expected} (or set LABKIT_DATA_DIR to a folder that holds it), "
+        "or run once with internet access so it is downloaded."
+    )
+
+
+@functools.lru_cache(maxsize=2)
+def _mnist_arrays(folder: str):
+    path = Path(folder) / "mnist.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as f:
+            return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
+    import keras
+
+    try:
+        return keras.datasets.mnist.load_data()
+    except Exception as error:  # noqa: BLE001  (any download failure means the same thing here)
+        raise _unavailable("MNIST", path, error) from error
+
+
+def mnist(flatten: bool = True):
+    """MNIST as ``(x_train, y_train), (x_test, y_test)``: float32 pixels in [0, 1].
+
+    Images are flattened to 784 values by default (dense networks).  Reads
+    ``<data>/mnist.npz`` (Keras' keys, no pickle) before asking Keras to download.
+    """
+    (x_train, y_train), (x_test, y_test) = _mnist_arrays(str(data_dir()))
+
+    def prepare(x):
+        x = x.astype("float32") / 255.0
+        return x.reshape(len(x), -1) if flatten else x
+
+    return (prepare(x_train), y_train.astype("int64")), (prepare(x_test), y_test.astype("int64"))
+
+
+@functools.lru_cache(maxsize=2)
+def _california_frame(folder: str) -> pd.DataFrame:
+    from sklearn.datasets import fetch_california_housing
+
+    home = Path(folder) / "scikit_learn_data"
+    try:
+        bunch = fetch_california_housing(data_home=home, as_frame=True)
+    except Exception as error:  # noqa: BLE001
+        raise _unavailable("California housing", home / "cal_housing_py3.pkz", error) from error
+    return bunch.frame
+
+
+def california() -> pd.DataFrame:
+    """California housing: 20,640 block groups, 8 features and ``MedHouseVal`` (100 k$)."""
+    return _california_frame(str(data_dir())).copy()
+
+
+@dataclass(frozen=True)
+class Split:
+    """Arrays of one seeded train / validation / test split."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    feature_names: tuple[str, ...] = ()
+
+    @property
+    def sizes(self) -> dict:
+        return {"train": len(self.y_train), "validation": len(self.y_val), "test": len(self.y_test)}
+
+
+def _validation_count(validation: float, n: int) -> int:
+    if not 0 < validation < 1:
+        raise ValueError(f"validation must be a fraction in (0, 1), got {validation!r}")
+    return int(round(validation * n))
+
+
+def _mnist_split(validation: float, train_size: int | None, seed: int) -> Split:
+    from sklearn.model_selection import train_test_split
+
+    (x, y), (x_test, y_test) = mnist()
+    x_train, x_val, y_train, y_val = train_test_split(
+        x, y, test_size=_validation_count(validation, len(y)), stratify=y, random_state=seed
+    )
+    if train_size is not None and train_size < len(y_train):
+        x_train, _, y_train, _ = train_test_split(
+            x_train, y_train, train_size=train_size, stratify=y_train, random_state=seed
+        )
+    return Split(x_train, y_train, x_val, y_val, x_test, y_test)
+
+
+def _california_split(validation: float, train_size: int | None, seed: int, test: float) -> Split:
+    from sklearn.model_selection import train_test_split
+
+    frame = california()
+    features = frame.drop(columns=CALIFORNIA_TARGET)
+    x = features.to_numpy("float32")
+    y = frame[CALIFORNIA_TARGET].to_numpy("float32")
+    x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=test, random_state=seed)
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_rest, y_rest, test_size=_validation_count(validation, len(y)), random_state=seed
+    )
+    if train_size is not None and train_size < len(y_train):
+        x_train, y_train = x_train[:train_size], y_train[:train_size]
+    return Split(x_train, y_train, x_val, y_val, x_test, y_test, tuple(features.columns))
+
+
+@functools.lru_cache(maxsize=8)
+def split(
+    data: str = "mnist",
+    validation: float = 0.1,
+    train_size: int | None = None,
+    seed: int = 0,
+    test: float = 0.2,
+) -> Split:
+    """The seeded split that Keras runs and scikit-learn baselines share.
+
+    MNIST: the official 10,000 test images; ``validation`` of the 60,000 training
+    images carved out, stratified; then an optional stratified ``train_size``
+    subset of the rest.  California: ``test`` of the rows held out, then
+    ``validation`` (a fraction of all rows) carved from the remainder.  Cached
+    per process: a worker loads each split once.  Do not modify the arrays.
+    """
+    if data not in DATASETS:
+        raise ValueError(f"unknown dataset {data!r}; choose one of {', '.join(DATASETS)}")
+    if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int)
+                                   or train_size < 10):
+        raise ValueError(f"train_size must be an integer >= 10 or None, got {train_size!r}")
+    if data == "mnist":
+        result = _mnist_split(validation, train_size, seed)
+    else:
+        if not 0 < test < 1:
+            raise ValueError(f"test must be a fraction in (0, 1), got {test!r}")
+        result = _california_split(validation, train_size, seed, test)
+    for name in ("x_train", "x_val", "x_test"):
+        check_finite(getattr(result, name), f"{data} {name}")
+    return result
+
+
+def check_finite(array: np.ndarray, what: str) -> None:
+    """Reject NaN or infinite inputs: a data bug, not a diverging run."""
+    bad = ~np.isfinite(array)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad)[0])[:5].tolist()
+        raise ValueError(
+            f"{what} holds {int(bad.sum())} NaN or infinite values (first rows: {rows}); "
+            "clean the data before training"
+        )

@@ -1,0 +1,59 @@
+"""Test set-up shared by every test: datasets, a temporary run store, no progress noise.
+
+Tests never touch the project's own store (``data/runs``): each session gets a
+temporary one, and ``test_git_status_clean`` checks the suite leaves the tree clean.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _default_data_dir() -> str | None:
+    shared = ROOT.parent / "shared" / "data"
+    return str(shared) if (shared / "mnist.npz").is_file() else None
+
+
+def pytest_configure(config):
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    if "LABKIT_DATA_DIR" not in os.environ and _default_data_dir():
+        os.environ["LABKIT_DATA_DIR"] = _default_data_dir()
+    os.environ["LABKIT_PROGRESS"] = "0"
+    os.environ.pop("LABKIT_REQUIRE_CACHED", None)
+    os.environ.pop("LABKIT_PROFILE", None)
+    os.environ.pop("QUARTO_PROFILE", None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_store(tmp_path_factory):
+    """A throw-away run store and JAX compilation cache for the whole session."""
+    root = tmp_path_factory.mktemp("labkit")
+    os.environ["LABKIT_RUNS_DIR"] = str(root / "runs")
+    os.environ["LABKIT_JAX_CACHE"] = str(root / "jax-cache")
+    yield root
+
+
+@pytest.fixture
+def store_dir(tmp_path, monkeypatch):
+    """A fresh, empty run store for one test."""
+    folder = tmp_path / "runs"
+    monkeypatch.setenv("LABKIT_RUNS_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def train_log(tmp_path, monkeypatch):
+    """A call counter across processes: every training appends its key to this file."""
+    path = tmp_path / "trained.log"
+    path.touch()
+    monkeypatch.setenv("LABKIT_TRAIN_LOG", str(path))
+
+    def trained() -> list[str]:
+        return path.read_text().split()
+
+    return trained
