@@ -116,6 +116,7 @@ def mlp(
     """
     import keras
 
+    _env.enable_compilation_cache()  # weight initialisers compile per shape: cache them
     input_dim = _check_positive_int("input_dim", input_dim)
     output = _check_positive_int("output", output)
     if isinstance(hidden, (int, str)) or hidden is None:

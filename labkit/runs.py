@@ -334,6 +334,7 @@ def execute(run: Run) -> dict:
     from labkit.probes import ProbeRecorder
 
     _train_log(run.key)
+    _env.enable_compilation_cache()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     data = run.split()
     keras.utils.set_random_seed(run.seed)

@@ -49,22 +49,7 @@ def _worker_init() -> None:
     from labkit import _env
 
     _env.make_single_threaded()
-    _enable_compilation_cache()
-
-
-def _enable_compilation_cache() -> None:
-    import jax
-
-    from labkit.paths import jax_cache_dir
-
-    try:
-        folder = jax_cache_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        jax.config.update("jax_compilation_cache_dir", str(folder))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    except OSError:
-        pass  # no writable cache folder: compile every time, results are the same
+    _env.enable_compilation_cache()
 
 
 def _train_in_worker(spec: dict, store_root: str) -> str:

@@ -57,3 +57,31 @@ def train_log(tmp_path, monkeypatch):
         return path.read_text().split()
 
     return trained
+
+
+def _git_status() -> str | None:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
+                              capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def pytest_sessionstart(session):
+    session.config._git_status_before = _git_status()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite must leave ``git status`` as it found it (no store, no outputs in the tree)."""
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: the controller checks once
+    before, after = getattr(session.config, "_git_status_before", None), _git_status()
+    if before is None or after is None or before == after:
+        return
+    new = sorted(set(after.splitlines()) - set(before.splitlines()))
+    if new:
+        session.config.pluginmanager.get_plugin("terminalreporter").write_line(
+            "FAILED git status changed by the test suite:\n  " + "\n  ".join(new), red=True)
+        session.exitstatus = 1

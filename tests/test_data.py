@@ -1,0 +1,73 @@
+"""labkit.data: datasets from the data directory, seeded splits, input checks."""
+
+import numpy as np
+import pytest
+
+from labkit import data
+
+
+def test_mnist_shapes_and_scale():
+    (x_train, y_train), (x_test, y_test) = data.mnist()
+    assert x_train.shape == (60_000, 784) and x_test.shape == (10_000, 784)
+    assert x_train.dtype == np.float32 and 0.0 <= x_train.min() and x_train.max() <= 1.0
+    assert y_train[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert round(float(x_train.mean()), 4) == 0.1307
+
+
+def test_mnist_split_is_stratified_seeded_and_disjoint():
+    a = data.split("mnist", validation=0.1, train_size=1000, seed=0)
+    b = data.split("mnist", validation=0.1, train_size=1000, seed=0)
+    c = data.split("mnist", validation=0.1, train_size=1000, seed=1)
+    assert a.sizes == {"train": 1000, "validation": 6000, "test": 10_000}
+    assert np.array_equal(a.y_train, b.y_train) and not np.array_equal(a.y_train, c.y_train)
+    counts = np.bincount(a.y_train, minlength=10)
+    assert counts.min() >= 85 and counts.max() <= 115  # stratified: ≈ 100 per class
+
+
+def test_california_frame_and_split():
+    frame = data.california()
+    assert frame.shape == (20_640, 9) and "MedHouseVal" in frame
+    assert frame.iloc[0]["MedInc"] == pytest.approx(8.3252)
+    split = data.split("california", validation=0.2, seed=0)
+    assert sum(split.sizes.values()) == 20_640
+    assert split.sizes["test"] == 4128 and split.x_train.shape[1] == 8
+    assert split.feature_names[0] == "MedInc"
+
+
+def test_data_dir_from_project_not_cwd(monkeypatch, tmp_path):
+    from labkit import paths
+
+    monkeypatch.delenv("LABKIT_DATA_DIR")
+    monkeypatch.chdir(tmp_path)
+    assert paths.data_dir() == paths.project_root() / "data"
+    assert (paths.project_root() / "pyproject.toml").is_file()
+
+
+def test_missing_dataset_offline_gives_clear_error(monkeypatch, tmp_path):
+    import keras
+
+    monkeypatch.setenv("LABKIT_DATA_DIR", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
+    data._mnist_arrays.cache_clear()
+    with pytest.raises(data.DatasetUnavailable) as error:
+        data.mnist()
+    assert str(tmp_path / "mnist.npz") in str(error.value) and "LABKIT_DATA_DIR" in str(error.value)
+    data._mnist_arrays.cache_clear()
+
+
+def test_unknown_dataset_named():
+    with pytest.raises(ValueError, match="'cifar'"):
+        data.split("cifar")
+
+
+def test_nan_inputs_rejected_before_training():
+    x = np.ones((20, 3), dtype="float32")
+    x[4, 1] = np.nan
+    x[7, 0] = np.inf
+    with pytest.raises(ValueError) as error:
+        data.check_finite(x, "mnist x_train")
+    assert "2 NaN or infinite" in str(error.value) and "[4, 7]" in str(error.value)

@@ -1,0 +1,103 @@
+"""labkit.sweep: grid × seeds in parallel workers, only missing runs trained, tidy output."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from labkit import Run, sweep, sweep_results, probe_frame
+from labkit.models import mlp
+from labkit.runs import open_store
+from labkit.store import MissingRun
+
+BASE = dict(data="mnist", train_size=300, epochs=2, batch_size=64, optimizer="sgd", learning_rate=0.1)
+
+
+def make(lr):
+    return Run(model=mlp(hidden=(16,)), **{**BASE, "learning_rate": lr})
+
+
+def test_sweep_tidy_frame_and_only_missing_trained(store_dir, train_log):
+    frame = sweep(make, {"lr": [0.05, 0.2]}, seeds=2)
+    assert len(set(train_log())) == 4 and len(train_log()) == 4
+    assert frame.columns.tolist()[:4] == ["lr", "seed", "key", "diverged"]
+    assert set(frame["split"]) == {"train", "validation"}
+    assert frame.groupby(["lr", "seed"]).ngroups == 4 and frame["epoch"].max() == 2
+    again = sweep(make, {"lr": [0.05, 0.2, 0.4]}, seeds=2)  # one new point
+    assert len(train_log()) == 6
+    assert again[again["lr"] != 0.4].reset_index(drop=True).equals(frame)
+
+
+def test_sweep_matches_in_process_training(store_dir):
+    from labkit import train
+
+    frame = sweep(make, {"lr": [0.1]}, seeds=[5])
+    result = train(make(0.1).replace(seed=5))
+    assert result.cached  # the worker stored exactly the run train() asks for
+    assert frame["value"].tolist() == result.history["value"].tolist()
+
+
+def test_require_cached_refuses_training(store_dir, monkeypatch):
+    monkeypatch.setenv("LABKIT_REQUIRE_CACHED", "1")
+    with pytest.raises(MissingRun, match="2 of 2 runs"):
+        sweep(make, {"lr": [0.05, 0.2]}, seeds=1)
+
+
+def test_probe_frame_has_grid_columns(store_dir):
+    items = sweep_results(lambda lr: make(lr).replace(probes=("weight_norm",), probe_epochs=(0, 2)),
+                          {"lr": [0.1]}, seeds=1)
+    norms = probe_frame(items, "weight_norm")
+    assert {"lr", "seed", "epoch", "layer", "value"} <= set(norms.columns) and len(norms) == 4
+
+
+@pytest.mark.parametrize("grid, seeds, message", [
+    ({}, 1, "grid"), ({"lr": []}, 1, "grid['lr'] is empty"), ({"lr": 0.1}, 1, "grid['lr']"),
+    ({"lr": [0.1]}, 0, "seeds"), ({"lr": [0.1]}, [-1], "seeds"),
+])
+def test_bad_grid_or_seeds(grid, seeds, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        sweep(make, grid, seeds=seeds)
+
+
+def test_driver_sigkill_then_restart_trains_only_missing(store_dir, train_log, tmp_path):
+    script = tmp_path / "driver.py"
+    script.write_text(textwrap.dedent("""
+        from labkit import Run, sweep
+        from labkit.models import mlp
+        if __name__ == "__main__":
+            base = dict(data="mnist", train_size=300, epochs=2, batch_size=64, optimizer="sgd")
+            sweep(lambda lr: Run(model=mlp(hidden=(16,)), learning_rate=lr, **base),
+                  {"lr": [0.01, 0.02, 0.03, 0.04, 0.05, 0.06]}, seeds=1)
+    """))
+    env = {**os.environ, "LABKIT_WORKERS": "1"}
+    driver = subprocess.Popen([sys.executable, str(script)], env=env, start_new_session=True)
+    runs = store_dir / "full" / "runs"
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(runs.glob("*.json"))) < 2:
+        time.sleep(0.2)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and its worker, mid-sweep
+    driver.wait()
+    finished = {p.stem for p in runs.glob("*.json")}
+    assert 2 <= len(finished) < 6
+    for path in runs.glob("*.json"):
+        json.loads(path.read_text())  # no partial record
+    before = len(train_log())
+    grid = {"lr": [0.01, 0.02, 0.03, 0.04, 0.05, 0.06]}
+    frame = sweep(make, grid, seeds=1)
+    retrained = train_log()[before:]
+    every_key = {make(lr).key for lr in grid["lr"]}
+    assert sorted(retrained) == sorted(every_key - finished)  # each missing run once, nothing else
+    assert frame.groupby("lr").ngroups == 6 and set(open_store().keys()) == every_key
+
+
+def test_any_executor_dask(store_dir, train_log):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        frame = sweep(make, {"lr": [0.05, 0.1]}, seeds=1, executor=client.get_executor())
+    assert frame.groupby("lr").ngroups == 2 and len(train_log()) == 2
