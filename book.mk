@@ -1,6 +1,6 @@
 # book.mk — the book's targets, included by the main Makefile, which defines
-# PY (the project's Python), QUARTO (system quarto, else .venv/bin/quarto) and
-# exports QUARTO_PYTHON.
+# VENV, PY (the project's Python), QUARTO (system quarto, else .venv/bin/quarto),
+# exports QUARTO_PYTHON, and builds the environment ($(VENV)/.installed-*).
 #
 #   make book      full book, HTML + PDF (Typst), from the run store; trains only missing runs
 #   make pdf       the PDF alone
@@ -18,6 +18,10 @@ REBUILD_DIR   := build/rebuild
 RENDER_FLAGS  := --no-execute-daemon
 
 .PHONY: book pdf preview quick publish rebuild
+
+# The environment (and Quarto, when the system has none) comes from the main Makefile.
+book pdf preview quick publish: $(VENV)/.installed-book
+rebuild: $(VENV)/.installed-test
 
 book:
 	$(QUARTO) render $(RENDER_FLAGS)
