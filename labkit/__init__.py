@@ -9,7 +9,7 @@ from labkit import _env  # noqa: F401  (sets KERAS_BACKEND before anything impor
 
 __version__ = "0.1.0"
 
-__all__ = ["Run", "Result", "train", "sweep", "sweep_results", "probe_frame", "__version__"]
+__all__ = ["Run", "Result", "train", "sweep", "sweep_results", "probe_frame", "memo", "__version__"]
 
 
 def __getattr__(name):
@@ -22,4 +22,8 @@ def __getattr__(name):
         from labkit import sweeps as sweep_module
 
         return getattr(sweep_module, name)
+    if name == "memo":
+        from labkit.cache import memo
+
+        return memo
     raise AttributeError(f"module 'labkit' has no attribute {name!r}")

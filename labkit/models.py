@@ -21,6 +21,7 @@ __all__ = [
     "layer_counts_by_hand",
     "count_params_by_hand",
     "architecture",
+    "same_architecture",
 ]
 
 #: Activations the book uses (a subset of Keras' names, checked before building).
@@ -225,3 +226,21 @@ def architecture(model) -> dict:
         raise ValueError("the model has no Dense layer")
     return {"input_dim": input_dim, "hidden": widths[:-1], "output": widths[-1],
             "normalization": normalization}
+
+
+def _unnamed(config):
+    """A Keras config with every layer and model name removed (names do not change the maths)."""
+    if isinstance(config, dict):
+        return {k: _unnamed(v) for k, v in config.items() if k != "name"}
+    if isinstance(config, list):
+        return [_unnamed(v) for v in config]
+    return config
+
+
+def same_architecture(model, other) -> bool:
+    """True when two models compute the same function family (layers, sizes, activations,
+    initialisers, regularisers), whatever their layer names: a student's ``Sequential``
+    against the one labkit builds."""
+    import json
+
+    return _unnamed(json.loads(model.to_json())) == _unnamed(json.loads(other.to_json()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import json
 import multiprocessing
 import os
 import sys
@@ -93,7 +94,10 @@ def shutdown_workers() -> None:
     """Stop the worker processes (they are restarted by the next sweep)."""
     global _POOL
     if _POOL is not None:
-        _POOL.shutdown(wait=True, cancel_futures=True)
+        try:
+            _POOL.shutdown(wait=True, cancel_futures=True)
+        except BrokenProcessPool:
+            pass
         _POOL = None
 
 
@@ -159,34 +163,39 @@ class _Progress:
 
 def _train_missing(missing: list[Run], store: Store, executor: Executor | None, label: str,
                    total: int) -> dict[str, str]:
-    """Train ``missing`` runs; returns ``{key: error message}`` for those that failed."""
+    """Train ``missing`` runs; returns ``{key: error message}`` for those that failed.
+
+    With labkit's own pool, at most one run per worker is submitted at a time,
+    so a dead worker (SIGKILL, out of memory) breaks only runs that were really
+    running: they are retried once in a fresh pool, then reported as failed.
+    """
     progress = _Progress(total, total - len(missing), label)
+    queue = list(missing)
     attempts = {run.key: 0 for run in missing}
-    pending = {run.key: run for run in missing}
     failures: dict[str, str] = {}
-    own_pool = executor is None
-    while pending:
-        pool = _pool(min(_default_workers(), len(pending))) if own_pool else executor
-        futures: dict[Future, str] = {}
-        for key, run in pending.items():
-            attempts[key] += 1
-            futures[pool.submit(_train_in_worker, run.spec(), str(store.root))] = key
-        outstanding = set(futures)
-        while outstanding:
-            finished, outstanding = wait(outstanding, return_when=FIRST_COMPLETED)
-            for future in finished:
-                key = futures[future]
-                error = future.exception()
-                if error is None:
-                    pending.pop(key)
-                    progress.step()
-                elif isinstance(error, BrokenProcessPool) and attempts[key] < MAX_ATTEMPTS:
-                    continue  # retried with a fresh pool below
-                else:
-                    pending.pop(key)
-                    failures[key] = _describe(error)
-        if pending and own_pool:
-            shutdown_workers()  # a dead worker breaks the pool: start a fresh one
+    slots = min(_default_workers(), len(queue)) if executor is None else len(queue)
+    in_flight: dict[Future, Run] = {}
+    while queue or in_flight:
+        pool = executor or _pool(slots)
+        while queue and len(in_flight) < slots:
+            run = queue.pop(0)
+            attempts[run.key] += 1
+            in_flight[pool.submit(_train_in_worker, run.spec(), str(store.root))] = run
+        finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+        broken = False
+        for future in finished:
+            run = in_flight.pop(future)
+            error = future.exception()
+            if error is None:
+                progress.step()
+            elif isinstance(error, BrokenProcessPool) and attempts[run.key] < MAX_ATTEMPTS:
+                queue.insert(0, run)
+                broken = True
+            else:
+                failures[run.key] = _describe(error)
+                broken |= isinstance(error, BrokenProcessPool)
+        if broken and executor is None:
+            shutdown_workers()  # a dead worker breaks the pool: the next round starts a fresh one
     return failures
 
 
@@ -217,7 +226,10 @@ def sweep_results(make: Callable[..., Run], grid: Mapping[str, Sequence], seeds=
             "and LABKIT_REQUIRE_CACHED=1 forbids training (first: "
             f"{next(iter(missing))[:12]}); unset it to train them"
         )
+    started = time.perf_counter()
     failures = _train_missing(list(missing.values()), store, executor, label, len(plan)) if missing else {}
+    if missing:
+        _log_sweep(store, label, len(plan), len(missing), len(failures), time.perf_counter() - started)
     if failures:
         lines = "\n".join(f"  - {key[:12]}: {message}" for key, message in failures.items())
         raise SweepError(
@@ -228,6 +240,23 @@ def sweep_results(make: Callable[..., Run], grid: Mapping[str, Sequence], seeds=
              for point, seed, run in plan]
     _mark_results_exist()
     return items
+
+
+def _log_sweep(store: Store, label: str, runs: int, trained: int, failed: int, seconds: float) -> None:
+    """Append the sweep's wall time to ``<store>/sweeps.jsonl``: the cold build's real cost.
+
+    Runs record their own training time; only this log knows how long the
+    parallel sweep took from the chapter's point of view.
+    """
+    entry = {"label": label, "document": os.environ.get("QUARTO_DOCUMENT_PATH", ""),
+             "runs": runs, "trained": trained, "failed": failed, "wall_seconds": round(seconds, 2),
+             "workers": _default_workers(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    try:
+        store.root.mkdir(parents=True, exist_ok=True)
+        with open(store.root / "sweeps.jsonl", "a", encoding="utf-8") as log:
+            log.write(json.dumps(entry, sort_keys=True) + "\n")
+    except OSError:
+        pass  # the log is informative; a read-only store must not fail a finished sweep
 
 
 def _stored(store: Store, key: str) -> dict | None:

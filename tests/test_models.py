@@ -78,3 +78,17 @@ def test_bad_arguments_name_field_and_value(kwargs, field, value):
     with pytest.raises(ValueError) as error:
         mlp(**kwargs)
     assert field in str(error.value) and value in str(error.value)
+
+
+def test_student_sequential_equals_labkit_mlp():
+    student = keras.Sequential([
+        keras.Input(shape=(784,)),
+        keras.layers.Dense(256, activation="relu"),
+        keras.layers.Dense(128, activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    from labkit.models import same_architecture
+
+    assert same_architecture(student, mlp(hidden=(256, 128)))
+    assert not same_architecture(student, mlp(hidden=(256, 64)))
+    assert not same_architecture(student, mlp(hidden=(256, 128), activation="tanh"))
