@@ -152,3 +152,14 @@ def test_bad_run_fields_name_field_and_value(changes, field, value):
     with pytest.raises(ValueError) as error:
         tiny_run(**changes)
     assert field in str(error.value) and value in str(error.value)
+
+
+def test_speed_settings_do_not_change_results(monkeypatch):
+    """steps_per_execution is outside the key: it must leave every history bit-identical."""
+    from labkit import runs
+
+    run = tiny_run(epochs=2)
+    monkeypatch.setattr(runs, "STEPS_PER_EXECUTION", 1)
+    one = runs.execute(run)["history"]
+    monkeypatch.setattr(runs, "STEPS_PER_EXECUTION", 32)
+    assert runs.execute(run)["history"] == one
