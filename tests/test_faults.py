@@ -200,3 +200,25 @@ def test_zz_fault_figures(capsys):
     with capsys.disabled():
         print(f"\nfault-injection figures: {FAULTS}")
     assert FAULTS["lost"] == 0 and FAULTS["served_damaged"] == 0 and FAULTS["trained_twice"] == 0
+
+
+@pytest.mark.parametrize("damage", ["short_history", "missing_field", "epochs_mismatch", "foreign_key"])
+def test_consistent_checksum_but_wrong_content_is_not_served(store_dir, train_log, damage):
+    """A record re-sealed after an edit passes the checksum: the content checks still catch it."""
+    from labkit.store import seal
+
+    run = make(0.1)
+    train(run)
+    path = open_store().path(run.key)
+    record = json.loads(path.read_text())
+    if damage == "short_history":
+        record["history"]["validation"]["accuracy"].pop()
+    elif damage == "missing_field":
+        del record["final"]
+    elif damage == "epochs_mismatch":
+        record["epochs_run"] = 1
+    else:
+        record["key"] = make(0.2).key
+    path.write_text(json.dumps(seal(record)))
+    assert not train(run).cached and train_log().count(run.key) == 2
+    FAULTS["injected"] += 1
