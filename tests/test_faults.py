@@ -195,13 +195,6 @@ def test_no_pickle_or_eval_in_labkit():
             assert "allow_pickle=False" in call, (path, call)
 
 
-def test_zz_fault_figures(capsys):
-    """Prints the suite's figures (faults injected, records lost, damaged served, trained twice)."""
-    with capsys.disabled():
-        print(f"\nfault-injection figures: {FAULTS}")
-    assert FAULTS["lost"] == 0 and FAULTS["served_damaged"] == 0 and FAULTS["trained_twice"] == 0
-
-
 @pytest.mark.parametrize("damage", ["short_history", "missing_field", "epochs_mismatch", "foreign_key"])
 def test_consistent_checksum_but_wrong_content_is_not_served(store_dir, train_log, damage):
     """A record re-sealed after an edit passes the checksum: the content checks still catch it."""
@@ -222,3 +215,10 @@ def test_consistent_checksum_but_wrong_content_is_not_served(store_dir, train_lo
     path.write_text(json.dumps(seal(record)))
     assert not train(run).cached and train_log().count(run.key) == 2
     FAULTS["injected"] += 1
+
+
+def test_zz_fault_figures(capsys):
+    """Prints the suite's figures (faults injected, records lost, damaged served, trained twice)."""
+    with capsys.disabled():
+        print(f"\nfault-injection figures: {FAULTS}")
+    assert FAULTS["lost"] == 0 and FAULTS["served_damaged"] == 0 and FAULTS["trained_twice"] == 0
