@@ -152,6 +152,7 @@ def test_damaged_records_in_a_sweep_are_retrained_never_served(store_dir, train_
     record["history"]["validation"]["accuracy"][0] = 0.99  # a wrong value inside valid JSON
     store.path(victims[1]).write_text(json.dumps(record))
     again = sweep(make, {"lr": [0.05, 0.1]}, seeds=1)
+    FAULTS["served_damaged"] += int((again["value"] == 0.99).any())
     assert again.equals(frame)
     assert sorted(train_log()[2:]) == sorted(victims)
     FAULTS["injected"] += 2
@@ -213,7 +214,9 @@ def test_consistent_checksum_but_wrong_content_is_not_served(store_dir, train_lo
     else:
         record["key"] = make(0.2).key
     path.write_text(json.dumps(seal(record)))
-    assert not train(run).cached and train_log().count(run.key) == 2
+    served = train(run)
+    FAULTS["served_damaged"] += int(served.cached)
+    assert not served.cached and train_log().count(run.key) == 2
     FAULTS["injected"] += 1
 
 
