@@ -65,6 +65,9 @@ def _train_in_worker(spec: dict, store_root: str) -> str:
 # -- the pool --------------------------------------------------------------
 _POOL: ProcessPoolExecutor | None = None
 _POOL_SIZE = 0
+_POOL_ENV: dict[str, str] = {}
+#: Workers inherit the environment once, at start: these settings must match the driver's.
+_ENV_PREFIXES = ("LABKIT_", "KERAS_", "XLA_", "JAX_")
 
 
 def _default_workers() -> int:
@@ -80,13 +83,20 @@ def _has_gpu() -> bool:
     return bool(os.environ.get("CUDA_VISIBLE_DEVICES")) and os.path.exists("/dev/nvidia0")
 
 
+def _worker_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)}
+
+
 def _pool(size: int) -> ProcessPoolExecutor:
-    global _POOL, _POOL_SIZE
-    if _POOL is None or _POOL_SIZE < size:
+    """The worker pool, restarted when it is too small or the driver's settings changed
+    (a worker started with another LABKIT_DATA_DIR would read another dataset)."""
+    global _POOL, _POOL_SIZE, _POOL_ENV
+    env = _worker_env()
+    if _POOL is None or _POOL_SIZE < size or env != _POOL_ENV:
         shutdown_workers()
         _POOL = ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("spawn"),
                                     initializer=_worker_init)
-        _POOL_SIZE = size
+        _POOL_SIZE, _POOL_ENV = size, env
     return _POOL
 
 
