@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labkit import _renderer, charts
+from labkit import charts
+from labkit.charts import _renderer
 
 #: Set LABKIT_CHART_DIR to keep the PNGs for a look (e.g. /tmp/charts).
 CHART_DIR = os.environ.get("LABKIT_CHART_DIR")
