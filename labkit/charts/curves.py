@@ -152,7 +152,8 @@ def _curve_table(data, diverged, facet) -> tuple[pd.DataFrame, list[str]]:
     """
     facet_col = _facet_column(facet)
     agg = seed_stats(data, ["config", *facet_col, "split", "split_fr", "epoch"])
-    agg = agg[agg["n"] > 0].assign(kind=np.where(agg["split"] == "test", "test", "curve"))
+    agg = agg[agg["n"] > 0]  # an epoch where every seed is non-finite has nothing to draw
+    agg = agg.assign(kind=np.where(agg["split"] == "test", "test", "curve"))
     crosses = _last_finite(
         data[data["run"].isin(diverged)], ["run", "config", *facet_col, "split", "split_fr"]
     )
