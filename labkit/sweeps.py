@@ -46,9 +46,17 @@ class SweepItem:
 
 # -- worker side -----------------------------------------------------------
 def _worker_init() -> None:
-    """Make this process a single-threaded XLA worker with a persistent compile cache."""
+    """Make this process a single-threaded XLA worker with a persistent compile cache.
+
+    Workers ignore SIGINT: an interrupt (Ctrl-C, a kernel shut down by Jupyter) is
+    the driver's to handle; it stops the pool cleanly instead of every worker
+    printing a traceback.
+    """
+    import signal
+
     from labkit import _env
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _env.make_single_threaded()
     _env.enable_compilation_cache()
 
