@@ -186,3 +186,26 @@ def pm(mean, spread, digits: int | None = None, *, percent: bool = False,
     if s is not None:
         text += f"{NBSP}±{NBSP}" + _plain(scale * abs(s), digits)
     return text + (NNBSP + "%" if percent else "")
+
+
+def _inline_strings_as_markdown() -> None:
+    """Let Quarto insert inline strings as they are.
+
+    Quarto inserts an inline value's ``text/plain`` form, a Python string's
+    repr: its quotes are stripped but its escapes stay, so the narrow no-break
+    space of ``97,5 %`` would read ``97,5\\u202f%`` on the page
+    (``asEscapedMarkdown`` in quarto-cli's ``jupyter-inline.ts``).  A
+    ``text/markdown`` form is inserted verbatim, so in a kernel every string
+    also offers itself as markdown.  Done on import: every chapter imports
+    ``fmt`` in its set-up cell.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and hasattr(shell, "display_formatter"):
+        shell.display_formatter.formatters["text/markdown"].for_type(str, lambda text: text)
+
+
+_inline_strings_as_markdown()

@@ -427,18 +427,20 @@ def _run_code_cell(client, cell, index: int, path: Path, notebook) -> None:
 
 
 def _inline_text(result: Mapping) -> str:
-    """The text Quarto inserts: markdown if offered, else text/plain, a string unquoted."""
+    """The text Quarto inserts (``resolveUserExpressions`` in quarto-cli's jupyter-inline.ts).
+
+    ``text/markdown`` is inserted verbatim; ``text/plain`` goes through
+    ``asEscapedMarkdown``: a quoted repr loses its quotes and gets its
+    backslashes and markdown punctuation escaped, so a repr escape such as
+    ``\\u202f`` stays visible on the page (``check_chapter`` flags it).
+    """
     data = result.get("data", {})
     if "text/markdown" in data:
         return str(data["text/markdown"])
     text = str(data.get("text/plain", ""))
     if len(text) >= 2 and text[0] in "'\"" and text[-1] == text[0]:
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            return text
-        if isinstance(value, str):
-            return value
+        inner = text[1:-1].replace("\\", "\\\\")
+        return re.sub(r"([\\`*_{}\[\]()>#+-.!])", r"\\\1", inner)  # '+-.' is a range, as in JS
     return text
 
 
@@ -733,7 +735,17 @@ def check_chapter(result: ChapterResult, *, exercise: bool | None = None) -> lis
     notebook = result.notebook
     exercise = is_exercise(result) if exercise is None else exercise
     problems = _check_exercise(notebook) if exercise else []
-    return problems + _check_charts(notebook) + _check_references(notebook) + _check_prose(notebook)
+    return (problems + _check_charts(notebook) + _check_references(notebook) + _check_prose(notebook)
+            + _check_inline(result))
+
+
+_REPR_ESCAPE = re.compile(r"\\+[ux][0-9a-fA-F]{2}")
+
+
+def _check_inline(result: ChapterResult) -> list[str]:
+    """Inline values must read as text on the page: no repr escape (``\\u202f``) left in them."""
+    return [f"inline value `{{python}} {expression}` shows a repr escape on the page: {text!r}"
+            for expression, text in result.inline.items() if _REPR_ESCAPE.search(text)]
 
 
 # ----------------------------------------------------------------------------
