@@ -7,6 +7,7 @@ absent), so every entry point of labkit imports this module first.
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 # Keep C++ log lines out of rendered pages.
@@ -51,3 +52,21 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     _CACHE_ENABLED = True
+
+
+def terminal():
+    """A stream to the terminal that never reaches a notebook or a rendered page.
+
+    In a Jupyter kernel even ``sys.__stderr__`` is captured (ipykernel forwards
+    file descriptor 2 to the notebook); its ``_original_stdstream_copy`` is the
+    terminal Quarto or Jupyter was started from.  ``None`` when there is none.
+    """
+    fd = getattr(sys.stderr, "_original_stdstream_copy", None)
+    if fd is not None:
+        try:
+            return os.fdopen(os.dup(fd), "w", buffering=1)
+        except OSError:
+            return None
+    if "ipykernel" in sys.modules:
+        return None
+    return sys.__stderr__

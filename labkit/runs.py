@@ -439,7 +439,8 @@ class Result:
 
 
 def _warn(message: str) -> None:
-    print(f"[labkit] {message}", file=sys.__stderr__, flush=True)
+    """A warning for the person running the book (a damaged record is retrained)."""
+    print(f"[labkit] {message}", file=_env.terminal() or sys.stderr, flush=True)
 
 
 def train(run: Run, store: Store | None = None) -> Result:

@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from labkit import _env
 from labkit.runs import Result, Run, open_store, require_cached
 from labkit.store import MissingRun, Store, StoreError
 
@@ -160,23 +161,24 @@ def _plan(make: Callable[..., Run], grid, seeds) -> list[tuple[dict, int, Run]]:
 
 
 class _Progress:
-    """Done/total and ETA on the terminal (``sys.__stderr__``), never in a rendered page."""
+    """Done/total and ETA on the terminal, never in a rendered page."""
 
     def __init__(self, total: int, cached: int, label: str):
         self.total, self.cached, self.label = total, cached, label
         self.done, self.start = 0, time.perf_counter()
-        self.enabled = total > cached and os.environ.get("LABKIT_PROGRESS", "1") != "0"
+        wanted = total > cached and os.environ.get("LABKIT_PROGRESS", "1") != "0"
+        self.stream = _env.terminal() if wanted else None
 
     def step(self) -> None:
         self.done += 1
-        if not self.enabled:
+        if self.stream is None:
             return
         elapsed = time.perf_counter() - self.start
         remaining = self.total - self.cached - self.done
         eta = elapsed / self.done * remaining
         print(f"[labkit] {self.label}: {self.cached + self.done}/{self.total} runs "
               f"({self.cached} cached), {elapsed:.0f} s elapsed, ETA {eta:.0f} s",
-              file=sys.__stderr__, flush=True)
+              file=self.stream, flush=True)
 
 
 def _train_missing(missing: list[Run], store: Store, executor: Executor | None, label: str,
@@ -283,7 +285,7 @@ def _stored(store: Store, key: str) -> dict | None:
     except StoreError as error:
         if type(error).__name__ == "NewerFormat":
             raise
-        print(f"[labkit] {error}; retraining", file=sys.__stderr__, flush=True)
+        print(f"[labkit] {error}; retraining", file=_env.terminal() or sys.stderr, flush=True)
         return None
 
 

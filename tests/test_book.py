@@ -286,6 +286,9 @@ def test_every_chapter_executes_in_the_quick_profile(chapter, monkeypatch):
     monkeypatch.setenv("LABKIT_PROFILE", "quick")
     result = quarto.execute_chapter(ROOT / chapter, profile="quick")
     assert result.profile == "quick"
+    streams = [output.get("text", "") for cell in result.notebook.cells if cell.cell_type == "code"
+               for output in cell.get("outputs", []) if output.get("output_type") == "stream"]
+    assert not [text for text in streams if "[labkit]" in text], "sweep progress leaked into the page"
     if chapter in STRUCTURE_OPT_OUT:
         pytest.skip(f"{chapter} is a placeholder: structure checks are off until its author writes it")
     assert quarto.check_chapter(result) == []

@@ -101,3 +101,28 @@ def test_any_executor_dask(store_dir, train_log):
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         frame = sweep(make, {"lr": [0.05, 0.1]}, seeds=1, executor=client.get_executor())
     assert frame.groupby("lr").ngroups == 2 and len(train_log()) == 2
+
+
+def test_progress_goes_to_the_terminal_not_the_notebook(tmp_path, monkeypatch, capsys):
+    """In a kernel, fd 2 is forwarded to the notebook: progress uses the kernel's copy of the terminal."""
+    from labkit import sweeps
+
+    terminal = tmp_path / "terminal.txt"
+    fd = os.open(terminal, os.O_WRONLY | os.O_CREAT)
+
+    class KernelStderr:  # what ipykernel's OutStream exposes
+        _original_stdstream_copy = fd
+
+        def write(self, text):
+            raise AssertionError("progress written into the notebook")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setenv("LABKIT_PROGRESS", "1")
+    monkeypatch.setattr(sys, "stderr", KernelStderr())
+    progress = sweeps._Progress(total=3, cached=1, label="demo")
+    progress.step()
+    progress.stream.close()
+    os.close(fd)
+    assert "[labkit] demo: 2/3 runs (1 cached)" in terminal.read_text()
