@@ -12,6 +12,11 @@ __version__ = "0.1.0"
 __all__ = ["Run", "Result", "train", "sweep", "sweep_results", "probe_frame", "memo", "__version__"]
 
 
+#: Submodules reachable as ``labkit.<name>`` without importing them first.
+_SUBMODULES = ("data", "models", "runs", "sweeps", "store", "charts", "report", "fmt", "profile",
+               "paths", "probes", "quarto", "book", "cache", "cli")
+
+
 def __getattr__(name):
     # Lazy: `import labkit` stays cheap (the CLI, the worker start-up, the tests).
     if name in ("Run", "Result", "train"):
@@ -22,6 +27,10 @@ def __getattr__(name):
         from labkit import sweeps as sweep_module
 
         return getattr(sweep_module, name)
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"labkit.{name}")
     if name == "memo":
         from labkit.cache import memo
 

@@ -19,22 +19,26 @@ __all__ = ["memo", "memo_key"]
 MEMO_VERSION = 1
 
 
-def memo_key(name: str, params: dict) -> str:
-    return digest({"format": FORMAT, "memo": MEMO_VERSION, "name": name, "params": params})
+def memo_key(name: str, params: dict, version: int = 1) -> str:
+    return digest({"format": FORMAT, "memo": MEMO_VERSION, "name": name, "params": params,
+                   **({"version": version} if version != 1 else {})})
 
 
-def memo(name: str, params: dict, compute: Callable[[], Any], store: Store | None = None) -> Any:
-    """``compute()``'s JSON value, computed once per (name, params) and profile.
+def memo(name: str, params: dict, compute: Callable[[], Any], store: Store | None = None,
+         version: int = 1) -> Any:
+    """``compute()``'s JSON value, computed once per (name, params, version) and profile.
 
     ``params`` must describe everything the result depends on (the split's seed
-    and sizes, the model's hyper-parameters…): it is the cache key.
+    and sizes, the model's hyper-parameters…): it is the cache key.  Bump
+    ``version`` when ``compute`` changes what it returns for the same params,
+    otherwise the stored value keeps being served.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"memo name must be a non-empty string, got {name!r}")
     if not isinstance(params, dict):
         raise ValueError(f"memo params must be a dict, got {type(params).__name__}")
     store = store or open_store()
-    key = memo_key(name, params)
+    key = memo_key(name, params, version)
 
     def run() -> dict:
         started = time.perf_counter()

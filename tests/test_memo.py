@@ -29,3 +29,15 @@ def test_memo_respects_require_cached(store_dir, monkeypatch):
 def test_memo_checks_arguments(store_dir):
     with pytest.raises(ValueError, match="params"):
         memo("x", [1], lambda: 1)
+
+
+def test_memo_version_recomputes(store_dir):
+    assert memo("v", {}, lambda: 1) == 1
+    assert memo("v", {}, lambda: 2) == 1  # same key: served
+    assert memo("v", {}, lambda: 2, version=2) == 2
+
+
+def test_submodules_reachable_lazily():
+    import labkit
+
+    assert labkit.data.DATASETS == ("mnist", "california")
