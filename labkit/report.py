@@ -112,7 +112,7 @@ STATUS_LABELS = {
 }
 
 #: Metric names (substrings) where lower is better; any other metric: higher is better.
-LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "mape", "msle", "error")
+LOWER_IS_BETTER = ("loss", "crossentropy", "entropy", "mse", "mae", "rmse", "mape", "msle", "error", "gap")
 #: Columns of the sweep's tidy long frame that are not part of a run's identity.
 _LONG_COLUMNS = ("epoch", "split", "metric", "value", "diverged")
 #: Columns of a final-results table that identify neither a configuration nor a metric.
