@@ -41,7 +41,7 @@ STRUCTURE_OPT_OUT: set[str] = set()
 
 #: Chapters whose full-profile runs are not all committed yet (training still
 #: under way when the store was last committed).  Empty once the store covers the book.
-FULL_STORE_PENDING = {"chapters/02-initialisation.qmd"}
+FULL_STORE_PENDING: set[str] = set()
 
 BANNER = "Brouillon — profil quick, résultats non représentatifs"
 
@@ -188,7 +188,7 @@ def test_kernel_sees_quartos_environment_and_runs_in_the_chapter_folder(tmp_path
     (tmp_path / "sub").mkdir()
     names = ["QUARTO_PROFILE", "QUARTO_PROJECT_ROOT", "QUARTO_DOCUMENT_PATH", "QUARTO_FIG_FORMAT", "LABKIT_FROM_ENVIRONMENT"]
     (tmp_path / "sub" / "env.qmd").write_text(
-        "# Env\n\n```{python}\nimport json, os\n"
+        "# Env\n\n```{python}\nimport json, os\nimport labkit.fmt  # strings inline as markdown, unescaped\n"
         f"seen = {{name: os.environ.get(name) for name in {names!r}}}\nseen['cwd'] = os.getcwd()\n```\n\n"
         "Vu : `{python} json.dumps(seen)`.\n",
         encoding="utf-8",
