@@ -40,6 +40,8 @@ starts a new session; elsewhere it lives in this module.
 
 from __future__ import annotations
 
+import abc
+
 import math
 import re
 import sys
@@ -382,11 +384,12 @@ def _pair_outcome(a: Side, b: Side, difference: float, threshold: float, status:
 # --------------------------------------------------------------------------- claims
 
 
-class _Claim:
+class _Claim(abc.ABC):
     """A measurable comparison on a table of final results (one row per config × seed)."""
 
-    def evaluate(self, results: pd.DataFrame) -> _Outcome:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def evaluate(self, results: pd.DataFrame) -> _Outcome:
+        """Compare the selected sides and say confirmed / refuted / inconclusive."""
 
 
 @dataclass(frozen=True)
