@@ -14,11 +14,16 @@ set beside a reference measured in the same conditions, interleaved:
    chapter (the kernel's own start and stop).
 4. The store at scale: ``labkit runs stats``, one lookup and a 100-point cached
    sweep over 10,000 records, each beside the cost of merely reading the JSON.
-5. Cold full book: training time summed over the full-profile store's records.
+5. Cold full book: training time summed over the full-profile store's records,
+   and the sweeps' wall times from its ``sweeps.jsonl`` when labkit wrote one.
 
     python bench/run.py            # the benchmark (several minutes)
     python bench/run.py --quick    # tiny settings: checks the script in about a minute
     python bench/run.py --json out.json --only sweep,store
+
+The exit status is 1 when a target is missed.  Nothing is written to the
+project: stores and caches live in a temp folder; the full-profile store is
+only read (``LABKIT_REQUIRE_CACHED=1``).
 """
 
 from __future__ import annotations
@@ -440,8 +445,22 @@ def store_at_scale(n: int, tmp: Path, points: int = 100, log=print) -> tuple[lis
 
 
 # -- 5: the cold full book -------------------------------------------------------------
-SWEEP_LOG_NOTE = ("labkit.sweeps writes no sweep log: the wall time of the full-profile sweeps is not "
-                  "recorded; only the sum of training times is reported")
+NO_SWEEP_LOG = ("no sweeps.jsonl in the full-profile store: the wall time of its sweeps is not recorded; "
+                "only the sum of training times is reported")
+
+
+def sweep_log(store) -> list[dict]:
+    """The entries of ``<store>/sweeps.jsonl`` (one per sweep that trained), if labkit wrote it."""
+    path = store.root / "sweeps.jsonl"
+    if not path.is_file():
+        return []
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue
+    return entries
 
 
 def full_book() -> tuple[list[Row], dict]:
@@ -452,15 +471,25 @@ def full_book() -> tuple[list[Row], dict]:
     if not records:
         message = f"no records in {store.root}"
         return [Row("cold full book: training time", reference=message, target="<= 25 min",
-                    status="skip")], {"skipped": message, "note": SWEEP_LOG_NOTE}
+                    status="skip")], {"skipped": message}
     seconds = sum(float(r["seconds"]) for r in records)
     compute = sum(float(r.get("compute_seconds") or r["seconds"]) for r in records)
     epochs = sum(int(r["epochs_run"]) for r in records)
+    sweeps = sweep_log(store)
+    wall = sum(float(e.get("wall_seconds", 0)) for e in sweeps)
     rows = [Row(f"cold full book: sum of fit time, {len(records)} runs, {epochs} epochs (min)",
                 f"{seconds / 60:.1f}", f"in execute {compute / 60:.1f}", "", "<= 25 min",
-                check(seconds / 60 <= 25))]
-    return rows, {"runs": len(records), "epochs": epochs, "fit_seconds": seconds,
-                  "execute_seconds": compute, "note": SWEEP_LOG_NOTE}
+                "info" if sweeps else check(seconds / 60 <= 25))]
+    if sweeps:
+        trained = sum(int(e.get("trained", 0)) for e in sweeps)
+        rows.append(Row("cold full book: sweep wall times, sweeps.jsonl (min)", f"{wall / 60:.1f}",
+                        f"{len(sweeps)} sweeps, {trained} trained", "",
+                        "<= 25 min", check(wall / 60 <= 25)))
+    details = {"runs": len(records), "epochs": epochs, "fit_seconds": seconds, "execute_seconds": compute,
+               "sweeps": sweeps, "sweep_wall_seconds": wall}
+    if not sweeps:
+        details["note"] = NO_SWEEP_LOG
+    return rows, details
 
 
 # -- the table -----------------------------------------------------------------------
@@ -533,8 +562,8 @@ def main(argv=None) -> int:
           + ("; QUICK settings: plumbing check, not the benchmark" if args.quick else ""))
     if "sweep" in details:
         print(describe_breakdown(details["sweep"]["labkit_breakdown"]))
-    if "book" in args.only:
-        print(SWEEP_LOG_NOTE)
+    if "note" in details.get("book", {}):
+        print(details["book"]["note"])
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"settings": asdict(settings), "quick": args.quick, "load_before": load_before,
