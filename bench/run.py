@@ -16,10 +16,16 @@ set beside a reference measured in the same conditions, interleaved:
    sweep over 10,000 records, each beside the cost of merely reading the JSON.
 5. Cold full book: training time summed over the full-profile store's records,
    and the sweeps' wall times from its ``sweeps.jsonl`` when labkit wrote one.
+6. Cold chapters (``--only cold``, not in the default set: it trains the whole
+   book, about 35 minutes here): each chapter executed in the full profile
+   against an empty store and compilation cache, beside the JAX loop's steady
+   epoch measured just before and after, so the wall time can be read at the
+   speed the budgets were set for (GUIDE §2: 0.24 s per epoch).
 
     python bench/run.py            # the benchmark (several minutes)
     python bench/run.py --quick    # tiny settings: checks the script in about a minute
     python bench/run.py --json out.json --only sweep,store
+    python bench/run.py --only cold --chapters 04   # one chapter's cold full-profile build
 
 The exit status is 1 when a target is missed.  Nothing is written to the
 project: stores and caches live in a temp folder; the full-profile store is
@@ -44,7 +50,12 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-PARTS = ("sweep", "chapters", "store", "book")
+PARTS = ("sweep", "chapters", "store", "book", "cold")
+DEFAULT_PARTS = PARTS[:-1]
+#: Each chapter's budget for its cold full-profile training (issues 5–8), minutes.
+CHAPTER_BUDGETS = {"01-hyperparametres": 7, "02-initialisation": 7, "03-regularisation": 6, "04-regression": 3}
+#: The hand-written JAX loop's steady epoch when the budgets were set (GUIDE §2), seconds.
+GUIDE_JAX_EPOCH = 0.24
 
 # MLP 784-256-128-10: multiply-adds of one forward pass of one sample.
 LAYERS = (784, 256, 128, 10)
@@ -492,6 +503,58 @@ def full_book() -> tuple[list[Row], dict]:
     return rows, details
 
 
+# -- 6: cold chapters ------------------------------------------------------------------
+def machine_speed(s: Settings, tmp: Path) -> float:
+    """The hand-written JAX loop's steady epoch now (s): the yardstick of this machine's speed."""
+    _, out = measure_jax(s, tmp)
+    return steady(out["epoch_seconds"]) or out["total_seconds"] / max(1, len(out["epoch_seconds"]))
+
+
+def cold_chapter(chapter: Path, profile: str, tmp: Path) -> tuple[float, int]:
+    """Wall time of one chapter trained from nothing (own empty store and cache), and runs trained."""
+    work = tmp / chapter.stem
+    log = work / "trained.log"
+    work.mkdir(parents=True, exist_ok=True)
+    env = {"LABKIT_PROFILE": None, "LABKIT_REQUIRE_CACHED": None, "LABKIT_PROGRESS": "0",
+           "LABKIT_DATA_DIR": str(data_dir()), "LABKIT_RUNS_DIR": str(work / "runs"),
+           "LABKIT_JAX_CACHE": str(work / "jax-cache"), "LABKIT_TRAIN_LOG": str(log)}
+    seconds = timed_chapter(chapter, profile, env)
+    trained = len(log.read_text(encoding="utf-8").splitlines()) if log.is_file() else 0
+    return seconds, trained
+
+
+def cold_chapters(s: Settings, tmp: Path, only: list[str] | None = None, log=print) -> tuple[list[Row], dict]:
+    from labkit.quarto import book_chapters
+
+    chapters = [c for c in book_chapters(ROOT) if not only or any(o in c.stem for o in only)]
+    tmp.mkdir(parents=True, exist_ok=True)
+    before = machine_speed(s, tmp)
+    log(f"  JAX loop steady epoch before: {before:.3f} s (GUIDE: {GUIDE_JAX_EPOCH} s)")
+    measured = {}
+    for chapter in chapters:
+        seconds, trained = cold_chapter(chapter, s.profile, tmp)
+        measured[chapter.stem] = {"seconds": seconds, "trained": trained}
+        log(f"  {chapter.stem}: {seconds / 60:.1f} min cold, {trained} runs trained (load {load_average():.1f})")
+    after = machine_speed(s, tmp)
+    speed = statistics.mean([before, after])
+    log(f"  JAX loop steady epoch after: {after:.3f} s")
+    rows = [Row("  JAX loop steady epoch now vs GUIDE (s)", f"{speed:.3f}", f"{GUIDE_JAX_EPOCH:.3f}",
+                f"{speed / GUIDE_JAX_EPOCH:.2f}x")]
+    for name, m in measured.items():
+        budget = CHAPTER_BUDGETS.get(name)
+        scaled = m["seconds"] * GUIDE_JAX_EPOCH / speed / 60
+        m["at_guide_speed_minutes"] = scaled
+        rows.append(Row(f"cold {name} ({s.profile}), {m['trained']} runs: min here / at GUIDE speed",
+                        f"{m['seconds'] / 60:.1f}", f"{scaled:.1f}", "", f"<= {budget} min" if budget else "",
+                        check(scaled <= budget) if budget and s.profile == "full" else "info"))
+    total = sum(m["seconds"] for m in measured.values())
+    if len(measured) > 1:
+        rows.append(Row(f"cold book ({s.profile}): min here / at GUIDE speed", f"{total / 60:.1f}",
+                        f"{total * GUIDE_JAX_EPOCH / speed / 60:.1f}", "", "<= 25 min",
+                        check(total * GUIDE_JAX_EPOCH / speed / 60 <= 25) if s.profile == "full" else "info"))
+    return rows, {"jax_epoch_before": before, "jax_epoch_after": after, "chapters": measured}
+
+
 # -- the table -----------------------------------------------------------------------
 COLUMNS = ("measurement", "labkit", "reference", "ratio", "target", "status")
 
@@ -512,9 +575,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny settings: check the script works")
     parser.add_argument("--json", metavar="PATH", help="save the figures as JSON")
-    parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts among {', '.join(PARTS)}")
+    parser.add_argument("--only", default=",".join(DEFAULT_PARTS),
+                        help=f"comma-separated parts among {', '.join(PARTS)} (default: all but cold)")
+    parser.add_argument("--chapters", default="", help="cold part: only chapters whose name contains one of these")
     args = parser.parse_args(argv)
     args.only = [p.strip() for p in args.only.split(",") if p.strip()]
+    args.chapters = [c.strip() for c in args.chapters.split(",") if c.strip()]
     unknown = set(args.only) - set(PARTS)
     if unknown:
         parser.error(f"unknown part {sorted(unknown)[0]!r}; choose among {', '.join(PARTS)}")
@@ -531,13 +597,14 @@ def prepare_environment(tmp: Path) -> None:
         os.environ.pop(name, None)
 
 
-def run_parts(s: Settings, parts: list[str], tmp: Path) -> tuple[list[Row], dict]:
+def run_parts(s: Settings, parts: list[str], tmp: Path, chapters: list[str] | None = None) -> tuple[list[Row], dict]:
     rows, details = [], {}
     steps = {
         "sweep": lambda: sweep_rows(s, sweep_cold(s, tmp)),
         "chapters": lambda: warm_chapters(s, tmp / "chapters"),
         "store": lambda: store_at_scale(s.store_records, tmp, s.cached_points),
         "book": full_book,
+        "cold": lambda: cold_chapters(s, tmp / "cold", chapters),
     }
     for part in parts:
         print(f"[bench] {part} (load average {load_average():.1f})", flush=True)
@@ -555,7 +622,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="labkit-bench-") as folder:
         tmp = Path(folder)
         prepare_environment(tmp)
-        rows, details = run_parts(settings, args.only, tmp)
+        rows, details = run_parts(settings, args.only, tmp, args.chapters)
     print()
     print(format_table(rows))
     print(f"\nload average {load_before:.1f} before, {load_average():.1f} after, on {os.cpu_count()} cores"

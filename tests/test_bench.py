@@ -55,3 +55,11 @@ def test_options(bench):
     assert bench.parse_args(["--quick", "--only", "store,book"]).only == ["store", "book"]
     with pytest.raises(SystemExit):
         bench.parse_args(["--only", "nonsense"])
+
+
+def test_cold_part_is_opt_in(bench):
+    """The cold part trains the whole book: never part of the default run, selectable by chapter."""
+    assert "cold" not in bench.parse_args([]).only
+    args = bench.parse_args(["--only", "cold", "--chapters", "04,03"])
+    assert args.only == ["cold"] and args.chapters == ["04", "03"]
+    assert set(bench.CHAPTER_BUDGETS) == {p.stem for p in (ROOT / "chapters").glob("*.qmd")}
