@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["project_root", "data_dir", "runs_root", "jax_cache_dir"]
+__all__ = ["project_root", "data_dir", "runs_root", "jax_cache_dir", "chart_cache_dir"]
 
 
 def _has_quarto_project(folder: Path) -> bool:
@@ -64,3 +64,12 @@ def jax_cache_dir() -> Path:
         return Path(value).expanduser().resolve()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "labkit" / "jax"
+
+
+def chart_cache_dir() -> Path:
+    """Drawn chart PNGs, keyed by content (``LABKIT_CHART_CACHE`` overrides)."""
+    value = os.environ.get("LABKIT_CHART_CACHE")
+    if value:
+        return Path(value).expanduser().resolve()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "labkit" / "charts"

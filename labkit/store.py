@@ -3,7 +3,9 @@
 It behaves like a trustworthy cache: a record is either complete and checked
 (format, key, checksum, history length) or it is not served.  No pickle, no
 eval; keys are validated before they become file names; a lock per key lets
-two processes share a store without training the same run twice.
+two processes share a store without training the same run twice.  A summary
+index beside the records (``.summary.jsonl``, a cache, never committed) lets
+``labkit runs stats`` add up thousands of records without parsing them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from filelock import FileLock, Timeout
 
 __all__ = [
     "FORMAT",
+    "SUMMARY",
     "MissingRun",
     "Store",
     "StoreError",
@@ -36,6 +39,8 @@ __all__ = [
 FORMAT = 1
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 _KINDS = ("runs", "memo")
+#: File name of the summary index in each kind's folder (see ``Store.summaries``).
+SUMMARY = ".summary.jsonl"
 
 
 class StoreError(RuntimeError):
@@ -99,6 +104,9 @@ class Store:
     content is inconsistent (the run module checks history lengths); the store
     itself checks JSON, format, key and checksum.
     """
+
+    #: Fields of a record copied into the summary index: what ``labkit runs stats`` adds up.
+    summary_fields = ("diverged", "seconds")
 
     def __init__(self, root: str | os.PathLike, validate: Callable[[dict], None] | None = None):
         self.root = Path(root)
@@ -188,6 +196,7 @@ class Store:
             raise NewerFormat(f"{path} holds a newer record format ({existing}); not overwritten")
         sealed = seal({**record, "format": FORMAT})
         data = json.dumps(sealed, sort_keys=True, indent=1, allow_nan=False).encode()
+        fields = self._fields_if_valid(sealed)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:12]}.", suffix=".tmp")
@@ -201,6 +210,7 @@ class Store:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
+                written = os.fstat(f.fileno())  # size, mtime and inode survive the rename
             os.replace(tmp, path)
         except OSError as error:
             Path(tmp).unlink(missing_ok=True)
@@ -208,6 +218,8 @@ class Store:
                 f"could not write record {key[:12]} to {path.parent} ({error.strerror or error}); "
                 "nothing partial was left; free some space or fix permissions and re-run"
             ) from error
+        if fields is not None:
+            self._append_summary(path.parent, key, written, fields)
         return path
 
     @staticmethod
@@ -219,11 +231,133 @@ class Store:
         return version if isinstance(version, int) else None
 
     def remove(self, key: str, kind: str = "runs") -> bool:
+        """Delete a record; its summary line, if any, no longer matches a file and is ignored."""
         path = self.path(key, kind)
         if path.exists():
             path.unlink()
             return True
         return False
+
+    # -- summary index -----------------------------------------------------
+    # ``<root>/<kind>/.summary.jsonl`` holds one line per saved record: its key, the size,
+    # mtime_ns and inode of the file as written, and ``summary_fields``.  It is a cache:
+    # a line is trusted only while the file still has that size, mtime and inode, so an
+    # edited, truncated, replaced or removed record is parsed again (or ignored); lines
+    # that do not parse are skipped.  Limit (shared with make, rsync and git's "racy
+    # clean" entries): an edit that keeps the size, within the timestamp granularity of
+    # the save, in place, goes unseen by ``summaries`` (``load`` still rejects it).
+    #
+    # ``save`` appends its line with O_APPEND in a single ``write`` of a short line, so
+    # worker processes saving at once never overwrite or interleave each other's lines
+    # (on a local file system the kernel positions each append at the end and holds the
+    # inode lock for the whole write).  Where that does not hold (NFS), a garbled line is
+    # skipped and its record parsed: slower, never wrong.  The summary must never make a
+    # save fail: the record is written first, and a summary error is ignored.
+
+    def _fields_if_valid(self, sealed: dict) -> dict | None:
+        """``summary_fields`` of a record about to be saved, or None if ``load`` would reject it."""
+        if self._validate is not None and sealed.get("kind", "runs") == "runs":
+            try:
+                self._validate(sealed)
+            except BadRecord:
+                return None
+        fields = {name: sealed.get(name) for name in self.summary_fields}
+        return fields if _plain_fields(fields, self.summary_fields) else None
+
+    @staticmethod
+    def _append_summary(folder: Path, key: str, written: os.stat_result, fields: dict) -> None:
+        line = _summary_line(key, written.st_size, written.st_mtime_ns, written.st_ino, fields)
+        try:
+            fd = os.open(folder / SUMMARY, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # a cache line lost (read-only, full disk): `summaries` parses this record instead
+
+    def _read_summary(self, folder: Path) -> tuple[dict, int]:
+        """``({(key, size, mtime_ns, ino): fields}, number of lines)``; bad lines are skipped."""
+        try:
+            text = (folder / SUMMARY).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return {}, 0
+        known = {}
+        lines = text.splitlines()
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                ident = (entry["key"], entry["size"], entry["mtime_ns"], entry["ino"])
+                fields = entry["fields"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if (entry.get("format") == FORMAT and isinstance(ident[0], str) and _KEY.match(ident[0])
+                    and all(type(n) is int for n in ident[1:])
+                    and _plain_fields(fields, self.summary_fields)):
+                known[ident] = fields
+        return known, len(lines)
+
+    def summaries(self, kind: str = "runs") -> dict[str, tuple[int, dict | None]]:
+        """``{key: (bytes, fields)}`` of every record file, ``fields`` None for a damaged one.
+
+        ``fields`` (``summary_fields``) come from the summary index when its line matches
+        the file's current size, mtime and inode; any other record is read with ``load``
+        (fully validated), after which the index is rewritten compactly so the next call
+        parses nothing.  Damaged records are never indexed: they are checked each time.
+        """
+        if kind not in _KINDS:
+            raise ValueError(f"unknown record kind {kind!r}")
+        folder = self.root / kind
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        known, line_count = self._read_summary(folder)
+        found: dict[str, tuple[int, dict | None]] = {}
+        index: list[tuple] = []  # what the rewritten summary would hold
+        trusted = 0
+        for entry in sorted(entries, key=lambda e: e.name):
+            key = entry.name[:-5]
+            if not entry.name.endswith(".json") or not _KEY.match(key):
+                continue
+            try:
+                now = entry.stat()  # taken before any read: a later change never matches it
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            ident = (key, now.st_size, now.st_mtime_ns, now.st_ino)
+            fields = known.get(ident)
+            if fields is not None:
+                trusted += 1
+            else:
+                try:
+                    record = self.load(key, kind)
+                except StoreError:
+                    found[key] = (now.st_size, None)
+                    continue
+                if record is None:
+                    continue  # removed meanwhile
+                fields = {name: record.get(name) for name in self.summary_fields}
+            found[key] = (now.st_size, fields)
+            if _plain_fields(fields, self.summary_fields):
+                index.append((*ident, fields))
+        if line_count != trusted or len(index) != trusted:  # stale or bad lines, or records to add
+            self._rewrite_summary(folder, [_summary_line(*item) for item in index])
+        return found
+
+    @staticmethod
+    def _rewrite_summary(folder: Path, lines: list[bytes]) -> None:
+        """Replace the index atomically; a line a worker appends meanwhile may be lost (it is
+        only a cache: that record is parsed next time).  A read-only store keeps no index."""
+        try:
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".summary.", suffix=".tmp")
+        except OSError:
+            return
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(b"".join(lines))
+            os.replace(tmp, folder / SUMMARY)
+        except OSError:
+            Path(tmp).unlink(missing_ok=True)
 
     # -- compute once ------------------------------------------------------
     def get_or_compute(
@@ -273,6 +407,18 @@ class Store:
             if on_bad is not None:
                 on_bad(error)
             return None
+
+
+def _summary_line(key: str, size: int, mtime_ns: int, ino: int, fields: dict) -> bytes:
+    entry = {"key": key, "size": size, "mtime_ns": mtime_ns, "ino": ino, "format": FORMAT, "fields": fields}
+    return (json.dumps(entry, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n").encode()
+
+
+def _plain_fields(fields, names) -> bool:
+    """A summary's fields: exactly ``names``, each a bool, None, int or finite float."""
+    return (isinstance(fields, dict) and set(fields) == set(names)
+            and all(v is None or isinstance(v, (bool, int)) or (isinstance(v, float) and math.isfinite(v))
+                    for v in fields.values()))
 
 
 class MissingRun(StoreError):

@@ -31,10 +31,11 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session", autouse=True)
 def session_store(tmp_path_factory):
-    """A throw-away run store and JAX compilation cache for the whole session."""
+    """A throw-away run store, JAX compilation cache and chart cache for the whole session."""
     root = tmp_path_factory.mktemp("labkit")
     os.environ["LABKIT_RUNS_DIR"] = str(root / "runs")
     os.environ["LABKIT_JAX_CACHE"] = str(root / "jax-cache")
+    os.environ["LABKIT_CHART_CACHE"] = str(root / "chart-cache")
     yield root
 
 

@@ -484,3 +484,90 @@ def test_value_labels_are_french():
     assert charts._value_label(2.5e-5) == "2,5·10⁻⁵"
     assert charts._value_label(3) == "3"
     assert charts._value_label("relu") == "relu"
+
+
+# --------------------------------------------------------------------------- PNG cache
+
+
+@pytest.fixture
+def chart_cache(tmp_path, monkeypatch):
+    """An empty chart cache for one test."""
+    folder = tmp_path / "chart-cache"
+    monkeypatch.setenv("LABKIT_CHART_CACHE", str(folder))
+    return folder
+
+
+@pytest.fixture
+def draws(monkeypatch):
+    """A call counter on vl-convert's PNG drawing: one title per drawing."""
+    calls = []
+    draw = _renderer.vlc.vegalite_to_png
+
+    def counted(spec, **options):
+        calls.append(spec["title"]["text"])
+        return draw(spec, **options)
+
+    monkeypatch.setattr(_renderer.vlc, "vegalite_to_png", counted)
+    return calls
+
+
+def small_chart(frame=None, **kwargs) -> dict:
+    frame = heat_frame() if frame is None else frame
+    return charts.heatmap(frame, x="activation", y="init", **kwargs).to_dict()
+
+
+def cached_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.png"))
+
+
+def test_second_render_draws_nothing_and_returns_the_same_bytes(chart_cache, draws):
+    first, first_meta = _renderer.render(small_chart())
+    assert len(draws) == 1
+    second, second_meta = _renderer.render(small_chart())  # built again: same spec, same key
+    assert len(draws) == 1
+    assert second["image/png"] == first["image/png"] and second_meta == first_meta
+    (stored,) = cached_files(chart_cache)
+    assert stored.read_bytes() == base64.b64decode(first["image/png"])
+    assert not list(chart_cache.glob(".*"))  # no temporary file left behind
+
+
+def test_changed_chart_or_options_miss(chart_cache, draws):
+    spec = small_chart()
+    _renderer.render(spec)
+    frame = heat_frame()
+    frame.loc[0, "value"] = 0.5
+    _renderer.render(small_chart(frame))
+    _renderer.render(small_chart(title="Autre titre"))
+    _renderer.to_png(spec, scale=1)
+    title = spec["title"]["text"]
+    assert draws == [title, title, "Autre titre", title]  # other data, other title, other scale
+    assert len(cached_files(chart_cache)) == 4
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped byte", "empty", "not a png"])
+def test_damaged_cache_file_is_redrawn_and_replaced(chart_cache, draws, damage):
+    png = _renderer.to_png(small_chart())
+    (stored,) = cached_files(chart_cache)
+    data = bytearray(png)
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage == "flipped byte":
+        data[len(data) // 2] ^= 0xFF
+    elif damage == "empty":
+        data = b""
+    else:
+        data = b"<html>not a png</html>"
+    stored.write_bytes(bytes(data))
+    assert _renderer.to_png(small_chart()) == png
+    assert len(draws) == 2
+    assert stored.read_bytes() == png
+
+
+def test_unwritable_cache_folder_still_renders(tmp_path, monkeypatch, draws):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("LABKIT_CHART_CACHE", str(blocker / "charts"))  # mkdir fails, even as root
+    first, _ = _renderer.render(small_chart())
+    second, _ = _renderer.render(small_chart())
+    assert second["image/png"] == first["image/png"]
+    assert len(draws) == 2  # nothing could be stored: drawn each time
