@@ -62,14 +62,29 @@ def mnist(flatten: bool = True):
 
     Images are flattened to 784 values by default (dense networks).  Reads
     ``<data>/mnist.npz`` (Keras' keys, no pickle) before asking Keras to download.
+    The arrays are prepared once per process and shared, hence read-only: copy
+    one before changing it.
     """
-    (x_train, y_train), (x_test, y_test) = _mnist_arrays(str(data_dir()))
+    return _mnist_prepared(str(data_dir()), flatten)
 
-    def prepare(x):
+
+@functools.lru_cache(maxsize=2)
+def _mnist_prepared(folder: str, flatten: bool):
+    (x_train, y_train), (x_test, y_test) = _mnist_arrays(folder)
+
+    def prepare(x, what):
         x = x.astype("float32") / 255.0
-        return x.reshape(len(x), -1) if flatten else x
+        x = x.reshape(len(x), -1) if flatten else x
+        check_finite(x, what)
+        return _read_only(x)
 
-    return (prepare(x_train), y_train.astype("int64")), (prepare(x_test), y_test.astype("int64"))
+    return ((prepare(x_train, "mnist x_train"), _read_only(y_train.astype("int64"))),
+            (prepare(x_test, "mnist x_test"), _read_only(y_test.astype("int64"))))
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
 
 
 @functools.lru_cache(maxsize=2)
@@ -113,17 +128,20 @@ def _validation_count(validation: float, n: int) -> int:
 
 
 def _mnist_split(validation: float, train_size: int | None, seed: int) -> Split:
+    """Split indices first, then gather each array once (a subset is not copied twice).
+
+    ``train_test_split`` draws its permutation from ``y`` and the sample count
+    only, so splitting ``arange(n)`` selects exactly the rows splitting ``x`` would.
+    """
     from sklearn.model_selection import train_test_split
 
     (x, y), (x_test, y_test) = mnist()
-    x_train, x_val, y_train, y_val = train_test_split(
-        x, y, test_size=_validation_count(validation, len(y)), stratify=y, random_state=seed
+    train, val = train_test_split(
+        np.arange(len(y)), test_size=_validation_count(validation, len(y)), stratify=y, random_state=seed
     )
-    if train_size is not None and train_size < len(y_train):
-        x_train, _, y_train, _ = train_test_split(
-            x_train, y_train, train_size=train_size, stratify=y_train, random_state=seed
-        )
-    return Split(x_train, y_train, x_val, y_val, x_test, y_test)
+    if train_size is not None and train_size < len(train):
+        train, _ = train_test_split(train, train_size=train_size, stratify=y[train], random_state=seed)
+    return Split(x[train], y[train], x[val], y[val], x_test, y_test)
 
 
 def _california_split(validation: float, train_size: int | None, seed: int, test: float) -> Split:
@@ -164,11 +182,10 @@ def split(
                                    or train_size < 10):
         raise ValueError(f"train_size must be an integer >= 10 or None, got {train_size!r}")
     if data == "mnist":
-        result = _mnist_split(validation, train_size, seed)
-    else:
-        if not 0 < test < 1:
-            raise ValueError(f"test must be a fraction in (0, 1), got {test!r}")
-        result = _california_split(validation, train_size, seed, test)
+        return _mnist_split(validation, train_size, seed)  # mnist() checked its pixels once
+    if not 0 < test < 1:
+        raise ValueError(f"test must be a fraction in (0, 1), got {test!r}")
+    result = _california_split(validation, train_size, seed, test)
     for name in ("x_train", "x_val", "x_test"):
         check_finite(getattr(result, name), f"{data} {name}")
     return result

@@ -71,3 +71,27 @@ def test_nan_inputs_rejected_before_training():
     with pytest.raises(ValueError) as error:
         data.check_finite(x, "mnist x_train")
     assert "2 NaN or infinite" in str(error.value) and "[4, 7]" in str(error.value)
+
+
+@pytest.mark.parametrize("train_size", [None, 1000])
+def test_mnist_split_selects_the_rows_splitting_the_arrays_would(train_size):
+    """Splitting indices (one gather) must give exactly the arrays of splitting x itself:
+    every stored run was trained on the latter."""
+    from sklearn.model_selection import train_test_split
+
+    (x, y), _ = data.mnist()
+    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=6000, stratify=y, random_state=0)
+    if train_size is not None:
+        x_train, _, y_train, _ = train_test_split(x_train, y_train, train_size=train_size,
+                                                  stratify=y_train, random_state=0)
+    split = data.split("mnist", validation=0.1, train_size=train_size, seed=0)
+    for got, expected in [(split.x_train, x_train), (split.y_train, y_train),
+                          (split.x_val, x_val), (split.y_val, y_val)]:
+        assert got.dtype == expected.dtype and np.array_equal(got, expected)
+
+
+def test_mnist_arrays_are_shared_read_only():
+    (x_train, _), _ = data.mnist()
+    assert data.mnist()[0][0] is x_train  # prepared once per process
+    with pytest.raises(ValueError):
+        x_train[0, 0] = 1.0  # a change would leak into every later split
