@@ -893,6 +893,11 @@ def _column_values(frame: pd.DataFrame, names: tuple[str, ...]):
     return None
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 configuration``, ``3 configurations``, ``1 200 entraînements`` (French plural)."""
+    return f"{fmt.num(n)} {noun}{'s' if n > 1 else ''}"
+
+
 def limits_facts(frame: pd.DataFrame, metric: str = "accuracy", split: str = "validation", *,
                  train_size: int | None = None, epochs: int | None = None) -> LimitsFacts:
     """The facts a chapter's limits rest on, read from its own runs (French bullets).
@@ -923,8 +928,8 @@ def limits_facts(frame: pd.DataFrame, metric: str = "accuracy", split: str = "va
 
     bullets = [
         f"Profil : {_PROFILE_NAMES.get(active, active)}.",
-        f"Graines par configuration : {_range_text(seeds)} ({len(seeds)} configurations, "
-        f"{fmt.num(len(results))} entraînements).",
+        f"Graines par configuration : {_range_text(seeds)} ({_count(len(seeds), 'configuration')}, "
+        f"{_count(len(results), 'entraînement')}).",
         f"Exemples d'entraînement : {_range_text(sizes) if sizes else 'non indiqué'}.",
         f"Époques : {_range_text(epoch_counts)}.",
     ]

@@ -393,6 +393,8 @@ def test_limits_facts_in_the_quick_profile_with_one_seed(monkeypatch):
     text = report.limits_facts(frame[frame.seed == 0], metric="loss", epochs=20).data
     assert "Profil : rapide" in text and "pas les résultats du livre" in text
     assert "Graines par configuration : 1" in text
+    single = frame[(frame.seed == 0) & (frame.lr == frame.lr.iloc[0])]
+    assert "(1 configuration, 1 entraînement)" in report.limits_facts(single, metric="loss").data
     assert "non mesurable (une seule graine)" in text
     assert "- Époques : 20." in text
     assert "Exemples d'entraînement : non indiqué." in text
