@@ -21,10 +21,19 @@ from labkit import profile
 __all__ = ["main"]
 
 
-def _store(args):
-    from labkit.runs import open_store
+def _validate(record: dict) -> None:
+    # labkit.runs imports NumPy and pandas (most of a second): only when a record is read.
+    from labkit.runs import validate_record
 
-    return open_store(args.profile)
+    validate_record(record)
+
+
+def _store(args):
+    """``labkit.runs.open_store(args.profile)``, without importing labkit.runs until a record is
+    parsed: with an up-to-date summary index, ``labkit runs stats`` parses none."""
+    from labkit.store import Store
+
+    return Store(profile.store_dir(args.profile), validate=_validate)
 
 
 def _summary(record: dict) -> str:

@@ -234,3 +234,28 @@ def test_summary_files_stay_out_of_git():
     if done.returncode == 128:
         pytest.skip("not a git checkout")
     assert len(done.stdout.splitlines()) == 2, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", ["quick", "full"])
+def test_cli_store_is_open_store(name):
+    """The CLI builds the store itself (to import labkit.runs lazily): same folder, same checks."""
+    from argparse import Namespace
+
+    from labkit.cli import _store
+
+    store = _store(Namespace(profile=name))
+    assert store.root == open_store(name).root
+    bad = record(0)
+    bad["epochs_run"] = EPOCHS + 1
+    with pytest.raises(StoreError, match="epochs_run"):
+        store._validate(bad)
+
+
+def test_cli_stats_does_not_import_pandas(store_dir):
+    store = open_store()
+    for i in range(3):
+        store.save(record(i))
+    code = ("import sys; from labkit.cli import main; main(['runs', 'stats']); "
+            "print('pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "runs: 3" in out and out.split()[-1] == "False"
