@@ -418,7 +418,7 @@ def store_at_scale(n: int, tmp: Path, points: int = 100, log=print) -> tuple[lis
     """Fill a temp store with ``n`` records, then time stats, one lookup and a cached sweep."""
     from labkit.cli import stats
     from labkit.runs import validate_record
-    from labkit.store import Store
+    from labkit.store import SUMMARY, Store
 
     runs_dir = tmp / "scale-runs"
     store = Store(runs_dir / "full", validate=validate_record)
@@ -431,6 +431,9 @@ def store_at_scale(n: int, tmp: Path, points: int = 100, log=print) -> tuple[lis
     assert counted.get("runs") == str(n), f"labkit runs stats did not count {n} runs:\n{cli_out}"
     stats_seconds = time_it(lambda: stats(store))
     raw_seconds = time_it(lambda: raw_read(store, keys))
+    (store.root / "runs" / SUMMARY).unlink()  # as after a git clone: stats parses all, rebuilds the index
+    cold_seconds = time_it(lambda: stats(store))
+    rebuilt_seconds = time_it(lambda: stats(store))
     sample = random.Random(0).sample(keys, min(200, n))
     load_one = time_it(lambda: [store.load(k) for k in sample]) / len(sample)
     raw_one = time_it(lambda: raw_read(store, sample)) / len(sample)
@@ -442,6 +445,10 @@ def store_at_scale(n: int, tmp: Path, points: int = 100, log=print) -> tuple[lis
             f"read+parse {raw_seconds:.2f}", f"{cli_seconds / raw_seconds:.1f}x", "< 2 s", check(cli_seconds < 2)),
         Row("  stats() in process (s)", f"{stats_seconds:.2f}", f"{raw_seconds:.2f}",
             f"{stats_seconds / raw_seconds:.1f}x"),
+        Row("  stats() without summary index, cold (git clone) (s)", f"{cold_seconds:.2f}", f"{raw_seconds:.2f}",
+            f"{cold_seconds / raw_seconds:.1f}x"),
+        Row("  stats() next call, index rebuilt (s)", f"{rebuilt_seconds:.2f}", f"{raw_seconds:.2f}",
+            f"{rebuilt_seconds / raw_seconds:.1f}x"),
         Row("  one lookup Store.load (ms)", f"{load_one * 1e3:.2f}", f"read+parse {raw_one * 1e3:.2f}",
             f"{load_one / raw_one:.1f}x"),
         Row(f"cached sweep, {points} points, 0 trained (s)", f"{sweep_seconds:.2f}",
@@ -449,6 +456,7 @@ def store_at_scale(n: int, tmp: Path, points: int = 100, log=print) -> tuple[lis
         Row(f"  of which make() for {len(scale_lrs(points))} points (s)", f"{plan_seconds:.2f}"),
     ]
     details = {"records": n, "cli_stats_seconds": cli_seconds, "stats_seconds": stats_seconds,
+               "stats_cold_seconds": cold_seconds, "stats_rebuilt_seconds": rebuilt_seconds,
                "raw_read_all_seconds": raw_seconds, "load_one_seconds": load_one, "raw_one_seconds": raw_one,
                "cached_sweep_seconds": sweep_seconds, "cached_sweep_points": points,
                "make_seconds": plan_seconds, "load_points_seconds": floor}
