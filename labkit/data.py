@@ -8,6 +8,7 @@ described by plain values (seed, sizes) so that they enter a run's key.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,12 +24,16 @@ __all__ = [
     "mnist",
     "california",
     "split",
+    "split_sizes",
     "check_finite",
 ]
 
 #: Names a run's ``data`` field accepts.
 DATASETS = ("mnist", "california")
 CALIFORNIA_TARGET = "MedHouseVal"
+#: Rows of each dataset as published: MNIST (training, test) images, California block groups.
+MNIST_ROWS = (60_000, 10_000)
+CALIFORNIA_ROWS = 20_640
 
 
 class DatasetUnavailable(RuntimeError):
@@ -189,6 +194,36 @@ def split(
     for name in ("x_train", "x_val", "x_test"):
         check_finite(getattr(result, name), f"{data} {name}")
     return result
+
+
+def split_sizes(
+    data: str = "mnist",
+    validation: float = 0.1,
+    train_size: int | None = None,
+    seed: int = 0,
+    test: float = 0.2,
+) -> dict:
+    """``split(...).sizes`` without loading the dataset: the counts follow from the
+    published row counts and the split's fractions (the seed only picks which rows).
+
+    A chapter that only states its sizes re-executes without reading 55 MB of pixels.
+    """
+    del seed  # the same counts for every seed
+    if data == "mnist":
+        rows, n_test = MNIST_ROWS
+        n_val = _validation_count(validation, rows)
+        n_train = rows - n_val
+    elif data == "california":
+        if not 0 < test < 1:
+            raise ValueError(f"test must be a fraction in (0, 1), got {test!r}")
+        n_test = math.ceil(test * CALIFORNIA_ROWS)  # scikit-learn rounds a test fraction up
+        n_val = _validation_count(validation, CALIFORNIA_ROWS)
+        n_train = CALIFORNIA_ROWS - n_test - n_val
+    else:
+        raise ValueError(f"unknown dataset {data!r}; choose one of {', '.join(DATASETS)}")
+    if train_size is not None:
+        n_train = min(n_train, train_size)
+    return {"train": n_train, "validation": n_val, "test": n_test}
 
 
 def check_finite(array: np.ndarray, what: str) -> None:

@@ -95,3 +95,18 @@ def test_mnist_arrays_are_shared_read_only():
     assert data.mnist()[0][0] is x_train  # prepared once per process
     with pytest.raises(ValueError):
         x_train[0, 0] = 1.0  # a change would leak into every later split
+
+
+@pytest.mark.parametrize("data_name, validation, train_size, test", [
+    ("mnist", 0.1, None, 0.2), ("mnist", 0.1, 2000, 0.2), ("mnist", 0.15, 999, 0.2),
+    ("california", 0.1, None, 0.2), ("california", 0.15, 2000, 0.25), ("california", 0.2, None, 0.1),
+])
+def test_split_sizes_match_the_split_without_loading(data_name, validation, train_size, test):
+    expected = data.split(data_name, validation=validation, train_size=train_size, seed=0, test=test).sizes
+    assert data.split_sizes(data_name, validation=validation, train_size=train_size, test=test) == expected
+
+
+def test_published_row_counts():
+    (x_train, _), (x_test, _) = data.mnist()
+    assert (len(x_train), len(x_test)) == data.MNIST_ROWS
+    assert len(data.california()) == data.CALIFORNIA_ROWS
