@@ -501,9 +501,10 @@ def full_book() -> tuple[list[Row], dict]:
                 "info" if sweeps else check(seconds / 60 <= 25))]
     if sweeps:
         trained = sum(int(e.get("trained", 0)) for e in sweeps)
-        rows.append(Row("cold full book: sweep wall times, sweeps.jsonl (min)", f"{wall / 60:.1f}",
-                        f"{len(sweeps)} sweeps, {trained} trained", "",
-                        "<= 25 min", check(wall / 60 <= 25)))
+        # Wall times as the store was built, in whatever load and retrains that took: the
+        # cold budget itself is measured by the `cold` part (an empty store, one chapter at a time).
+        rows.append(Row("cold full book: sweep wall times, sweeps.jsonl, as built (min)", f"{wall / 60:.1f}",
+                        f"{len(sweeps)} sweeps, {trained} trained", "", "see --only cold", "info"))
     details = {"runs": len(records), "epochs": epochs, "fit_seconds": seconds, "execute_seconds": compute,
                "sweeps": sweeps, "sweep_wall_seconds": wall}
     if not sweeps:
