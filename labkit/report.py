@@ -641,6 +641,11 @@ class Verdict:
     def confirmed(self) -> bool:
         return self.status == CONFIRMED
 
+    def says(self, *, confirmed: str, refuted: str, inconclusive: str) -> str:
+        """The phrase the prose needs for this verdict's status: a sentence that follows the
+        results, whichever way they came out (all three are required, so none is forgotten)."""
+        return {CONFIRMED: confirmed, REFUTED: refuted, INCONCLUSIVE: inconclusive}[self.status]
+
     def __str__(self) -> str:
         return self.word
 

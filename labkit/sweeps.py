@@ -335,6 +335,14 @@ def sweep(make: Callable[..., Run], grid: Mapping[str, Sequence], seeds=1,
     return _tidy(items, lambda result: result.history, list(grid))
 
 
+def history_frame(items: list[SweepItem]) -> pd.DataFrame:
+    """The tidy history of ``sweep_results`` items: what ``sweep`` returns, without a second
+    sweep when a chapter needs both the items (records, probes) and the frame."""
+    if not items:
+        raise ValueError("history_frame needs at least one sweep item")
+    return _tidy(items, lambda result: result.history, list(items[0].point))
+
+
 def probe_frame(items: list[SweepItem], name: str) -> pd.DataFrame:
     """The rows of probe ``name`` of every item, with the grid columns and seed."""
     if not items:

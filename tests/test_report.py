@@ -117,6 +117,18 @@ NOISY = results(a=[0.970, 0.950, 0.960], b=[0.962, 0.955, 0.958])
 A, B = {"init": "a"}, {"init": "b"}
 
 
+@pytest.mark.parametrize("claim, table, phrase", [
+    (Greater(a=A, b=B, metric="accuracy"), CLEAR, "yes"),
+    (Greater(a=B, b=A, metric="accuracy"), CLEAR, "no"),
+    (Greater(a=A, b=B, metric="accuracy"), NOISY, "maybe"),
+])
+def test_verdict_says_the_phrase_of_its_status(claim, table, phrase):
+    verdict = verdict_of(claim, table)
+    assert verdict.says(confirmed="yes", refuted="no", inconclusive="maybe") == phrase
+    with pytest.raises(TypeError):
+        verdict.says(confirmed="yes", refuted="no")  # every outcome needs its phrase
+
+
 @pytest.mark.parametrize(
     "claim, table, status",
     [

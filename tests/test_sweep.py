@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from labkit import Run, sweep, sweep_results, probe_frame
+from labkit import Run, history_frame, sweep, sweep_results, probe_frame
 from labkit.models import mlp
 from labkit.runs import open_store
 from labkit.store import MissingRun
@@ -46,6 +46,15 @@ def test_require_cached_refuses_training(store_dir, monkeypatch):
     monkeypatch.setenv("LABKIT_REQUIRE_CACHED", "1")
     with pytest.raises(MissingRun, match="2 of 2 runs"):
         sweep(make, {"lr": [0.05, 0.2]}, seeds=1)
+
+
+def test_history_frame_of_items_is_the_sweep_frame(store_dir, train_log):
+    items = sweep_results(make, {"lr": [0.05, 0.2]}, seeds=1)
+    frame = sweep(make, {"lr": [0.05, 0.2]}, seeds=1)
+    assert len(train_log()) == 2  # the second call trained nothing
+    assert history_frame(items).equals(frame)
+    with pytest.raises(ValueError, match="at least one"):
+        history_frame([])
 
 
 def test_probe_frame_has_grid_columns(store_dir):
