@@ -183,9 +183,7 @@ def split(
     """
     if data not in DATASETS:
         raise ValueError(f"unknown dataset {data!r}; choose one of {', '.join(DATASETS)}")
-    if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int)
-                                   or train_size < 10):
-        raise ValueError(f"train_size must be an integer >= 10 or None, got {train_size!r}")
+    _check_train_size(train_size)
     if data == "mnist":
         return _mnist_split(validation, train_size, seed)  # mnist() checked its pixels once
     if not 0 < test < 1:
@@ -194,6 +192,12 @@ def split(
     for name in ("x_train", "x_val", "x_test"):
         check_finite(getattr(result, name), f"{data} {name}")
     return result
+
+
+def _check_train_size(train_size) -> None:
+    if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int)
+                                   or train_size < 10):
+        raise ValueError(f"train_size must be an integer >= 10 or None, got {train_size!r}")
 
 
 def split_sizes(
@@ -209,6 +213,7 @@ def split_sizes(
     A chapter that only states its sizes re-executes without reading 55 MB of pixels.
     """
     del seed  # the same counts for every seed
+    _check_train_size(train_size)
     if data == "mnist":
         rows, n_test = MNIST_ROWS
         n_val = _validation_count(validation, rows)

@@ -110,3 +110,9 @@ def test_published_row_counts():
     (x_train, _), (x_test, _) = data.mnist()
     assert (len(x_train), len(x_test)) == data.MNIST_ROWS
     assert len(data.california()) == data.CALIFORNIA_ROWS
+
+
+@pytest.mark.parametrize("function", [data.split, data.split_sizes])
+def test_split_and_its_sizes_refuse_the_same_bad_train_size(function):
+    with pytest.raises(ValueError, match="train_size must be an integer >= 10"):
+        function("mnist", validation=0.1, train_size=5)
