@@ -57,19 +57,20 @@ def runs_root() -> Path:
     return Path(value).expanduser().resolve() if value else project_root() / "data" / "runs"
 
 
-def jax_cache_dir() -> Path:
-    """JAX's persistent compilation cache (``LABKIT_JAX_CACHE`` overrides)."""
-    value = os.environ.get("LABKIT_JAX_CACHE")
+def _user_cache(variable: str, name: str) -> Path:
+    """``$variable`` if set, else ``$XDG_CACHE_HOME/labkit/<name>`` (``~/.cache`` by default)."""
+    value = os.environ.get(variable)
     if value:
         return Path(value).expanduser().resolve()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "labkit" / "jax"
+    return Path(base) / "labkit" / name
+
+
+def jax_cache_dir() -> Path:
+    """JAX's persistent compilation cache (``LABKIT_JAX_CACHE`` overrides)."""
+    return _user_cache("LABKIT_JAX_CACHE", "jax")
 
 
 def chart_cache_dir() -> Path:
     """Drawn chart PNGs, keyed by content (``LABKIT_CHART_CACHE`` overrides)."""
-    value = os.environ.get("LABKIT_CHART_CACHE")
-    if value:
-        return Path(value).expanduser().resolve()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "labkit" / "charts"
+    return _user_cache("LABKIT_CHART_CACHE", "charts")

@@ -331,8 +331,7 @@ def sweep(make: Callable[..., Run], grid: Mapping[str, Sequence], seeds=1,
     Columns: the grid's names, ``seed``, ``key``, ``diverged``, ``epoch``,
     ``split`` (train / validation / test), ``metric``, ``value``.
     """
-    items = sweep_results(make, grid, seeds, executor=executor, store=store, label=label)
-    return _tidy(items, lambda result: result.history, list(grid))
+    return history_frame(sweep_results(make, grid, seeds, executor=executor, store=store, label=label))
 
 
 def history_frame(items: list[SweepItem]) -> pd.DataFrame:
