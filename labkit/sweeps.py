@@ -219,6 +219,24 @@ def _train_missing(missing: list[Run], store: Store, executor: Executor | None, 
     return failures
 
 
+def _training_order(runs: Iterable[Run]) -> list[Run]:
+    """The runs in the order to train them: the first seed of every configuration, then the
+    second seed of every configuration, and so on.
+
+    Runs that differ only by their seed compile the same XLA programs.  Trained side by
+    side (the plan's order: a point's seeds one after another), two workers compile the
+    same programs at the same time; one configuration after another, the first worker's
+    compilation lands in the persistent compilation cache and the other seeds load it.
+    A run's record does not depend on when it is trained.
+    """
+    by_config: dict[str, list[Run]] = {}
+    for run in runs:
+        config = json.dumps({k: v for k, v in run.spec().items() if k != "seed"}, sort_keys=True)
+        by_config.setdefault(config, []).append(run)
+    rounds = itertools.zip_longest(*by_config.values())
+    return [run for round_ in rounds for run in round_ if run is not None]
+
+
 def _describe(error: BaseException) -> str:
     if isinstance(error, BrokenProcessPool):
         return "its worker process died twice (killed, or out of memory)"
@@ -247,7 +265,7 @@ def sweep_results(make: Callable[..., Run], grid: Mapping[str, Sequence], seeds=
             f"{next(iter(missing))[:12]}); unset it to train them"
         )
     started = time.perf_counter()
-    failures = _train_missing(list(missing.values()), store, executor, label, len(plan)) if missing else {}
+    failures = _train_missing(_training_order(missing.values()), store, executor, label, len(plan)) if missing else {}
     if missing:
         _log_sweep(store, label, len(plan), len(missing), len(failures), time.perf_counter() - started)
     if failures:

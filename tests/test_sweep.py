@@ -33,6 +33,19 @@ def test_sweep_tidy_frame_and_only_missing_trained(store_dir, train_log):
     assert again[again["lr"] != 0.4].reset_index(drop=True).equals(frame)
 
 
+def test_training_order_takes_one_seed_of_every_configuration_first():
+    """Seeds of one configuration compile the same programs: spread them so that two
+    workers never compile the same thing at once (the second loads it from the cache)."""
+    from labkit.sweeps import _training_order
+
+    plan = [make(lr).replace(seed=seed) for lr in (0.05, 0.2, 0.4) for seed in (0, 1)]
+    plan.append(make(0.8))  # a configuration with a single seed
+    order = _training_order(plan)
+    assert sorted(run.key for run in order) == sorted(run.key for run in plan)
+    assert [(run.learning_rate, run.seed) for run in order] == [
+        (0.05, 0), (0.2, 0), (0.4, 0), (0.8, 0), (0.05, 1), (0.2, 1), (0.4, 1)]
+
+
 def test_sweep_matches_in_process_training(store_dir):
     from labkit import train
 
@@ -73,6 +86,7 @@ def test_bad_grid_or_seeds(grid, seeds, message):
         sweep(make, grid, seeds=seeds)
 
 
+@pytest.mark.slow
 def test_driver_sigkill_then_restart_trains_only_missing(store_dir, train_log, tmp_path):
     script = tmp_path / "driver.py"
     script.write_text(textwrap.dedent("""
