@@ -26,8 +26,9 @@ $(VENV)/.installed-book: $(VENV)/.installed-test
 venv: $(VENV)/.installed-test
 
 ## make test: create the environment, install labkit with its test extra, run the tests
+## (-n auto: one test process per core, pytest-xdist; PYTEST_ARGS="-n 0" runs them in one process)
 test: $(VENV)/.installed-test
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto $(PYTEST_ARGS)
 
 doctor: $(VENV)/.installed-test
 	$(VENV)/bin/labkit doctor

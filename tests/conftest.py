@@ -27,6 +27,19 @@ def pytest_configure(config):
     os.environ.pop("LABKIT_REQUIRE_CACHED", None)
     os.environ.pop("LABKIT_PROFILE", None)
     os.environ.pop("QUARTO_PROFILE", None)
+    _share_cores_between_test_processes()
+
+
+def _share_cores_between_test_processes() -> None:
+    """Under pytest-xdist (``make test`` runs ``-n auto``), each test process gets its share of
+    the cores for its sweeps' training workers: two test processes on two cores that each
+    started one worker per core would run four trainings on two cores, and every worker
+    start (imports, data, compilation) would be paid twice.  A test that needs a given
+    number of workers sets ``LABKIT_WORKERS`` itself."""
+    processes = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if processes > 1 and "LABKIT_WORKERS" not in os.environ:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        os.environ["LABKIT_WORKERS"] = str(max(1, cores // processes))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -68,6 +81,12 @@ def _git_status() -> str | None:
                               capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` (they train for tens of seconds) run first, so that under
+    pytest-xdist no long test starts last and leaves one core idle at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def pytest_sessionstart(session):

@@ -285,6 +285,7 @@ def test_typed_results_are_found_in_prose_only(text, flagged):
     assert bool(quarto.find_typed_results(text)) is flagged
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_every_chapter_executes_in_the_quick_profile(chapter, monkeypatch):
     monkeypatch.setenv("LABKIT_PROFILE", "quick")

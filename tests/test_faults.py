@@ -46,6 +46,7 @@ def _kill_worker_when_training(log_path: Path, key: str, times: int, stop: threa
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kills, fails", [(1, False), (2, True)])
 def test_worker_sigkill_retried_once_then_reported(store_dir, train_log, monkeypatch, kills, fails):
     monkeypatch.setenv("LABKIT_WORKERS", "1")
@@ -158,6 +159,7 @@ def test_damaged_records_in_a_sweep_are_retrained_never_served(store_dir, train_
     FAULTS["injected"] += 2
 
 
+@pytest.mark.slow
 def test_two_processes_same_sweep_train_each_run_once(store_dir, train_log, tmp_path):
     script = tmp_path / "same_sweep.py"
     script.write_text(textwrap.dedent("""
