@@ -32,6 +32,14 @@ def test_sweep_tidy_frame_and_only_missing_trained(store_dir, train_log):
     assert len(train_log()) == 6
     assert again[again["lr"] != 0.4].reset_index(drop=True).equals(frame)
 
+    # Idle workers are terminated at shutdown (no slow exit): every record is kept.
+    from labkit import sweeps
+
+    workers = list(sweeps._POOL._processes.values())
+    sweeps.shutdown_workers()
+    assert workers and all(process.exitcode == -signal.SIGTERM for process in workers)
+    assert sweep(make, {"lr": [0.05, 0.2, 0.4]}, seeds=2).equals(again) and len(train_log()) == 6
+
 
 def test_training_order_takes_one_seed_of_every_configuration_first():
     """Seeds of one configuration compile the same programs: spread them so that two
