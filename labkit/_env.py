@@ -21,10 +21,21 @@ SINGLE_THREAD_XLA_FLAGS = (
 
 
 def make_single_threaded() -> None:
-    """Restrict XLA to one thread; only effective before JAX is imported."""
+    """Restrict XLA to one thread; only effective before JAX is imported.
+
+    An ``xla_cpu_multi_thread_eigen`` already in ``XLA_FLAGS`` is the user's choice and wins.
+    """
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_cpu_multi_thread_eigen" not in flags:
         os.environ["XLA_FLAGS"] = (flags + " " + SINGLE_THREAD_XLA_FLAGS).strip()
+
+
+# The driver (a chapter's kernel) runs XLA on one thread like its workers.  JAX's
+# persistent compilation cache keys include XLA_FLAGS: with the same flags, the weight
+# initialisers a driver compiles when it builds a sweep's models are cache hits when
+# the workers rebuild the same models.  Training happens in the workers, so the driver
+# loses nothing; in-process ``train()`` gives the same record either way (tested).
+make_single_threaded()
 
 
 _CACHE_ENABLED = False
