@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,18 +74,98 @@ def mnist(flatten: bool = True):
     return _mnist_prepared(str(data_dir()), flatten)
 
 
+#: Names of the prepared MNIST arrays, in the order ``mnist()`` returns them.
+_MNIST_PARTS = ("x_train", "y_train", "x_test", "y_test")
+#: Bump when the preparation changes: older prepared copies are then ignored.
+_PREPARED_VERSION = 1
+
+
 @functools.lru_cache(maxsize=2)
 def _mnist_prepared(folder: str, flatten: bool):
+    """The prepared arrays, from the prepared copy when there is one.
+
+    Decompressing the npz and converting 70,000 images to float32 takes about a
+    second, in every worker of every sweep and in every chapter that reads
+    labels.  The prepared copy is a set of ``.npy`` files mapped into memory
+    (read-only, shared by the processes through the page cache), keyed by the
+    npz's content; its values are the very floats computed here.
+    """
+    source = Path(folder) / "mnist.npz"
+    cached = _prepared_folder(source, flatten)
+    arrays = _read_prepared(cached, flatten) if cached is not None else None
+    if arrays is None:
+        arrays = _prepare_mnist(folder, flatten)
+        if cached is not None:
+            _write_prepared(cached, arrays)
+    (x_train, y_train), (x_test, y_test) = arrays
+    return ((_read_only(x_train), _read_only(y_train)), (_read_only(x_test), _read_only(y_test)))
+
+
+def _prepared_folder(source: Path, flatten: bool) -> Path | None:
+    """Where the prepared copy of ``source`` lives (None: no local npz to key it on)."""
+    if not source.is_file():
+        return None
+    import hashlib
+
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:24]
+    from labkit.paths import data_cache_dir
+
+    return data_cache_dir() / f"mnist-v{_PREPARED_VERSION}-{'flat' if flatten else 'images'}-{digest}"
+
+
+def _expected_shapes(flatten: bool) -> dict:
+    image = (784,) if flatten else (28, 28)
+    n_train, n_test = MNIST_ROWS
+    return {"x_train": ((n_train, *image), "float32"), "y_train": ((n_train,), "int64"),
+            "x_test": ((n_test, *image), "float32"), "y_test": ((n_test,), "int64")}
+
+
+def _read_prepared(folder: Path, flatten: bool):
+    """The prepared arrays, memory-mapped; None when missing or damaged (then rebuilt)."""
+    arrays = {}
+    try:
+        for name, (shape, dtype) in _expected_shapes(flatten).items():
+            array = np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False))
+            if array.shape != shape or array.dtype != dtype:
+                return None
+            arrays[name] = array
+    except (OSError, ValueError):
+        return None
+    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+
+
+def _write_prepared(folder: Path, arrays) -> None:
+    """Write the copy atomically (a folder renamed into place); a cache that cannot be
+    written (read-only home, full disk) costs only the time it would have saved."""
+    import shutil
+    import tempfile
+
+    (x_train, y_train), (x_test, y_test) = arrays
+    staging = None
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".staging-"))
+        for name, array in zip(_MNIST_PARTS, (x_train, y_train, x_test, y_test)):
+            np.save(staging / f"{name}.npy", array, allow_pickle=False)
+        if folder.exists():  # damaged, or written meanwhile by another process
+            shutil.rmtree(folder, ignore_errors=True)
+        os.replace(staging, folder)
+    except OSError:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _prepare_mnist(folder: str, flatten: bool):
     (x_train, y_train), (x_test, y_test) = _mnist_arrays(folder)
 
     def prepare(x, what):
         x = x.astype("float32") / 255.0
         x = x.reshape(len(x), -1) if flatten else x
         check_finite(x, what)
-        return _read_only(x)
+        return x
 
-    return ((prepare(x_train, "mnist x_train"), _read_only(y_train.astype("int64"))),
-            (prepare(x_test, "mnist x_test"), _read_only(y_test.astype("int64"))))
+    return ((prepare(x_train, "mnist x_train"), y_train.astype("int64")),
+            (prepare(x_test, "mnist x_test"), y_test.astype("int64")))
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["project_root", "data_dir", "runs_root", "jax_cache_dir", "chart_cache_dir"]
+__all__ = ["project_root", "data_dir", "runs_root", "jax_cache_dir", "chart_cache_dir", "data_cache_dir"]
 
 
 def _has_quarto_project(folder: Path) -> bool:
@@ -74,3 +74,9 @@ def jax_cache_dir() -> Path:
 def chart_cache_dir() -> Path:
     """Drawn chart PNGs, keyed by content (``LABKIT_CHART_CACHE`` overrides)."""
     return _user_cache("LABKIT_CHART_CACHE", "charts")
+
+
+def data_cache_dir() -> Path:
+    """Datasets prepared once (MNIST as float32 arrays), keyed by the source file's content
+    (``LABKIT_DATA_CACHE`` overrides)."""
+    return _user_cache("LABKIT_DATA_CACHE", "data")

@@ -44,11 +44,12 @@ def _share_cores_between_test_processes() -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def session_store(tmp_path_factory):
-    """A throw-away run store, JAX compilation cache and chart cache for the whole session."""
+    """A throw-away run store, JAX compilation cache, chart cache and prepared-data cache for the session."""
     root = tmp_path_factory.mktemp("labkit")
     os.environ["LABKIT_RUNS_DIR"] = str(root / "runs")
     os.environ["LABKIT_JAX_CACHE"] = str(root / "jax-cache")
     os.environ["LABKIT_CHART_CACHE"] = str(root / "chart-cache")
+    os.environ["LABKIT_DATA_CACHE"] = str(root / "data-cache")
     yield root
 
 

@@ -116,3 +116,64 @@ def test_published_row_counts():
 def test_split_and_its_sizes_refuse_the_same_bad_train_size(function):
     with pytest.raises(ValueError, match="train_size must be an integer >= 10"):
         function("mnist", validation=0.1, train_size=5)
+
+
+@pytest.fixture
+def fresh_prepared_cache(tmp_path, monkeypatch):
+    """An empty prepared-data cache, and no MNIST prepared in this process yet."""
+    folder = tmp_path / "data-cache"
+    monkeypatch.setenv("LABKIT_DATA_CACHE", str(folder))
+    data._mnist_prepared.cache_clear()
+    yield folder
+    data._mnist_prepared.cache_clear()
+
+
+def _count_npz_reads(monkeypatch) -> list:
+    reads = []
+    original = data._prepare_mnist
+
+    def counted(folder, flatten):
+        reads.append(folder)
+        return original(folder, flatten)
+
+    monkeypatch.setattr(data, "_prepare_mnist", counted)
+    return reads
+
+
+@pytest.mark.parametrize("flatten", [True, False])
+def test_mnist_prepared_once_then_read_from_the_prepared_copy(fresh_prepared_cache, monkeypatch, flatten):
+    reads = _count_npz_reads(monkeypatch)
+    first = data.mnist(flatten=flatten)
+    assert len(reads) == 1 and len(list(fresh_prepared_cache.glob("mnist-*/*.npy"))) == 4
+    data._mnist_prepared.cache_clear()  # as a new process would
+    again = data.mnist(flatten=flatten)
+    assert len(reads) == 1  # the npz was not decompressed again
+    for got, expected in zip([*again[0], *again[1]], [*first[0], *first[1]]):
+        assert got.dtype == expected.dtype and np.array_equal(got, expected)
+        assert not got.flags.writeable
+
+
+def test_damaged_prepared_copy_is_rebuilt_not_served(fresh_prepared_cache, monkeypatch):
+    reads = _count_npz_reads(monkeypatch)
+    (x_train, y_train), _ = data.mnist()
+    expected = np.array(x_train[:3])
+    data._mnist_prepared.cache_clear()
+    [damaged] = fresh_prepared_cache.glob("mnist-*/x_train.npy")
+    damaged.write_bytes(damaged.read_bytes()[:1000])  # truncated
+    (x_train, _), _ = data.mnist()
+    assert len(reads) == 2 and np.array_equal(x_train[:3], expected)
+    data._mnist_prepared.cache_clear()
+    data.mnist()
+    assert len(reads) == 2  # repaired
+
+
+def test_unwritable_prepared_cache_only_costs_time(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("LABKIT_DATA_CACHE", str(blocker / "data"))
+    data._mnist_prepared.cache_clear()
+    try:
+        (x_train, y_train), _ = data.mnist()
+        assert x_train.shape == (60_000, 784) and y_train[:3].tolist() == [5, 0, 4]
+    finally:
+        data._mnist_prepared.cache_clear()
