@@ -12,15 +12,19 @@ export KERAS_BACKEND := jax
 
 .PHONY: test venv doctor bench clean-venv
 
+# --no-compile: pip would byte-compile every module of jax, scipy, scikit-learn… (a minute here);
+# Python compiles the ones actually imported, on first import.
+PIP_INSTALL := $(PY) -m pip install --quiet --no-compile -c requirements.lock
+
 $(VENV)/.installed-test: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c requirements.lock -e ".[test]"
+	$(PIP_INSTALL) -e ".[test]"
 	touch $@
 
 $(VENV)/.installed-book: $(VENV)/.installed-test
 	@if command -v quarto >/dev/null 2>&1; then echo "using system quarto: $$(command -v quarto)"; \
-	else $(PY) -m pip install --quiet -c requirements.lock -e ".[book]"; fi
+	else $(PIP_INSTALL) -e ".[book]"; fi
 	touch $@
 
 venv: $(VENV)/.installed-test
