@@ -13,6 +13,11 @@ from typing import Sequence
 
 from labkit import _env  # noqa: F401  (KERAS_BACKEND before Keras)
 
+# Importing this module means Keras models are coming: the chapters import it before they
+# build the student's own networks, whose weight initialisers compile per shape.  With the
+# persistent compilation cache on from here, a warm re-execution loads them (B: 3.4 -> 0.6 s).
+_env.enable_compilation_cache()
+
 __all__ = [
     "ACTIVATIONS",
     "INITIALIZERS",
@@ -117,7 +122,6 @@ def mlp(
     """
     import keras
 
-    _env.enable_compilation_cache()  # weight initialisers compile per shape: cache them
     input_dim = _check_positive_int("input_dim", input_dim)
     output = _check_positive_int("output", output)
     if isinstance(hidden, (int, str)) or hidden is None:

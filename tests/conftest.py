@@ -28,6 +28,7 @@ def pytest_configure(config):
     os.environ.pop("LABKIT_PROFILE", None)
     os.environ.pop("QUARTO_PROFILE", None)
     _share_cores_between_test_processes()
+    _use_throwaway_stores_and_caches(config)
 
 
 def _share_cores_between_test_processes() -> None:
@@ -42,15 +43,19 @@ def _share_cores_between_test_processes() -> None:
         os.environ["LABKIT_WORKERS"] = str(max(1, cores // processes))
 
 
-@pytest.fixture(scope="session", autouse=True)
-def session_store(tmp_path_factory):
-    """A throw-away run store, JAX compilation cache, chart cache and prepared-data cache for the session."""
-    root = tmp_path_factory.mktemp("labkit")
+def _use_throwaway_stores_and_caches(config) -> None:
+    """A throw-away run store, JAX compilation cache, chart cache and prepared-data cache for
+    the session, set before the test modules are collected: importing ``labkit.models``
+    turns JAX's compilation cache on, in the folder ``LABKIT_JAX_CACHE`` names then."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="labkit-tests-"))
+    config.add_cleanup(lambda: shutil.rmtree(root, ignore_errors=True))
     os.environ["LABKIT_RUNS_DIR"] = str(root / "runs")
     os.environ["LABKIT_JAX_CACHE"] = str(root / "jax-cache")
     os.environ["LABKIT_CHART_CACHE"] = str(root / "chart-cache")
     os.environ["LABKIT_DATA_CACHE"] = str(root / "data-cache")
-    yield root
 
 
 @pytest.fixture

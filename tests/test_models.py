@@ -92,3 +92,20 @@ def test_student_sequential_equals_labkit_mlp():
     assert same_architecture(student, mlp(hidden=(256, 128)))
     assert not same_architecture(student, mlp(hidden=(256, 64)))
     assert not same_architecture(student, mlp(hidden=(256, 128), activation="tanh"))
+
+
+def test_importing_models_turns_the_compilation_cache_on(tmp_path):
+    """Chapters import labkit.models before building the student's own networks: their
+    initialisers must already be cached on a warm re-execution, not only mlp()'s."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "jax-cache"
+    code = ("import labkit.models, jax, keras\n"
+            "keras.layers.Dense(7, kernel_initializer='he_normal').build((None, 5))\n"
+            "print(jax.config.jax_compilation_cache_dir)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "LABKIT_JAX_CACHE": str(folder)})
+    assert done.stdout.strip() == str(folder)
+    assert any(folder.iterdir())  # the initialiser's compilation was written there
