@@ -38,6 +38,13 @@ def make_single_threaded() -> None:
 make_single_threaded()
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, else the machine's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 _CACHE_ENABLED = False
 
 

@@ -86,7 +86,7 @@ def _default_workers() -> int:
     value = os.environ.get("LABKIT_WORKERS")
     if value:
         return max(1, int(value))
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return _env.usable_cores()
 
 
 def _has_gpu() -> bool:

@@ -39,8 +39,9 @@ def _share_cores_between_test_processes() -> None:
     number of workers sets ``LABKIT_WORKERS`` itself."""
     processes = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if processes > 1 and "LABKIT_WORKERS" not in os.environ:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        os.environ["LABKIT_WORKERS"] = str(max(1, cores // processes))
+        from labkit._env import usable_cores
+
+        os.environ["LABKIT_WORKERS"] = str(max(1, usable_cores() // processes))
 
 
 def _use_throwaway_stores_and_caches(config) -> None:
