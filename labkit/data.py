@@ -113,25 +113,27 @@ def _prepared_folder(source: Path, flatten: bool) -> Path | None:
     return data_cache_dir() / f"mnist-v{_PREPARED_VERSION}-{'flat' if flatten else 'images'}-{digest}"
 
 
-def _expected_shapes(flatten: bool) -> dict:
+def _expected_shapes(flatten: bool) -> list[tuple[tuple, str]]:
+    """(shape, dtype) of each of ``_MNIST_PARTS``."""
     image = (784,) if flatten else (28, 28)
     n_train, n_test = MNIST_ROWS
-    return {"x_train": ((n_train, *image), "float32"), "y_train": ((n_train,), "int64"),
-            "x_test": ((n_test, *image), "float32"), "y_test": ((n_test,), "int64")}
+    return [((n_train, *image), "float32"), ((n_train,), "int64"),
+            ((n_test, *image), "float32"), ((n_test,), "int64")]
 
 
 def _read_prepared(folder: Path, flatten: bool):
     """The prepared arrays, memory-mapped; None when missing or damaged (then rebuilt)."""
-    arrays = {}
+    arrays = []
     try:
-        for name, (shape, dtype) in _expected_shapes(flatten).items():
+        for name, (shape, dtype) in zip(_MNIST_PARTS, _expected_shapes(flatten)):
             array = np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False))
             if array.shape != shape or array.dtype != dtype:
                 return None
-            arrays[name] = array
+            arrays.append(array)
     except (OSError, ValueError):
         return None
-    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+    x_train, y_train, x_test, y_test = arrays
+    return (x_train, y_train), (x_test, y_test)
 
 
 def _write_prepared(folder: Path, arrays) -> None:
