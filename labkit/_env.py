@@ -69,6 +69,10 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    # Workers starting the same configuration compile each program once between them.
+    from labkit import _compile_once
+
+    _compile_once.install(folder / "locks")
     _CACHE_ENABLED = True
 
 
