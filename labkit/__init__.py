@@ -9,8 +9,8 @@ from labkit import _env  # noqa: F401  (sets KERAS_BACKEND before anything impor
 
 __version__ = "0.1.0"
 
-__all__ = ["Run", "Result", "train", "sweep", "sweep_results", "history_frame", "probe_frame", "memo",
-           "__version__"]
+__all__ = ["Run", "Result", "train", "sweep", "sweep_results", "history_frame", "probe_frame",
+           "start_workers", "memo", "__version__"]
 
 
 #: Submodules reachable as ``labkit.<name>`` without importing them first.
@@ -24,7 +24,7 @@ def __getattr__(name):
         from labkit import runs
 
         return getattr(runs, name)
-    if name in ("sweep", "sweep_results", "history_frame", "probe_frame"):
+    if name in ("sweep", "sweep_results", "history_frame", "probe_frame", "start_workers"):
         from labkit import sweeps as sweep_module
 
         return getattr(sweep_module, name)

@@ -23,11 +23,12 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from labkit import _env
+from labkit import _env, _last_execution
 from labkit.runs import Result, Run, open_store, require_cached
 from labkit.store import MissingRun, Store, StoreError
 
-__all__ = ["sweep", "sweep_results", "probe_frame", "SweepItem", "SweepError", "shutdown_workers"]
+__all__ = ["sweep", "sweep_results", "probe_frame", "SweepItem", "SweepError", "start_workers",
+           "shutdown_workers"]
 
 #: How often a run is attempted when its worker dies (killed, out of memory).
 MAX_ATTEMPTS = 2
@@ -47,20 +48,45 @@ class SweepItem:
 
 
 # -- worker side -----------------------------------------------------------
+#: How much lower a worker's scheduling priority is than its driver's (Unix ``nice``).
+WORKER_NICENESS = 10
+
+
 def _worker_init() -> None:
-    """Make this process a single-threaded XLA worker with a persistent compile cache.
+    """Make this process a single-threaded XLA worker with a persistent compile cache,
+    Keras and labkit's training code imported.
 
     Workers ignore SIGINT: an interrupt (Ctrl-C, a kernel shut down by Jupyter) is
     the driver's to handle; it stops the pool cleanly instead of every worker
-    printing a traceback.
+    printing a traceback.  They run at a lower priority than the driver: workers
+    started ahead of need (``start_workers``) must not slow the notebook they overlap,
+    and while they train the driver is idle, so they lose nothing.  The imports are
+    done here, at start, so that a worker started ahead of need is ready when its
+    first run comes.
     """
     import signal
 
     from labkit import _env
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _lower_priority()
     _env.make_single_threaded()
     _env.enable_compilation_cache()
+    import keras  # noqa: F401
+
+    from labkit import probes, runs  # noqa: F401
+
+
+def _lower_priority() -> None:
+    try:
+        os.nice(WORKER_NICENESS)
+    except (AttributeError, OSError):
+        pass  # no nice() (Windows): workers run at the driver's priority
+
+
+def _ready() -> int:
+    """A task that does nothing: submitting it makes the pool start a worker now."""
+    return os.getpid()
 
 
 def _train_in_worker(spec: dict, store_root: str) -> str:
@@ -78,6 +104,9 @@ _POOL_SIZE = 0
 _POOL_ENV: dict[str, str] = {}
 #: Workers inherit the environment once, at start: these settings must match the driver's.
 _ENV_PREFIXES = ("LABKIT_", "KERAS_", "XLA_", "JAX_")
+#: ...except those only the driver reads (a chapter that turns the progress report off must
+#: not restart the workers ``start_workers`` started).
+_DRIVER_ONLY = frozenset({"LABKIT_PROGRESS", "LABKIT_WORKERS"})
 
 
 def _default_workers() -> int:
@@ -94,7 +123,7 @@ def _has_gpu() -> bool:
 
 
 def _worker_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)}
+    return {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES) and k not in _DRIVER_ONLY}
 
 
 def _pool(size: int) -> ProcessPoolExecutor:
@@ -110,18 +139,44 @@ def _pool(size: int) -> ProcessPoolExecutor:
     return _POOL
 
 
+def start_workers() -> None:
+    """Start the sweep workers now, in the background, rather than at the first sweep.
+
+    A worker takes seconds to start (Python, Keras, JAX: 3–5 s on the book's 2 cores).
+    Called at the top of a notebook, that start-up overlaps the notebook's own imports
+    and model building instead of delaying its first sweep.  In a chapter, it does so
+    only when the chapter is likely to train: on its first execution with this store,
+    or when it trained last time (``labkit._last_execution``); a chapter that re-renders
+    warm is not slowed by workers it will not use.  Workers that turn out unused are
+    stopped at exit.  Does nothing when training is forbidden
+    (``LABKIT_REQUIRE_CACHED=1``) or the workers are already running.
+    """
+    if require_cached() or (_POOL is not None and _POOL_ENV == _worker_env()):
+        return
+    store_root = open_store().root
+    likely_warm = _last_execution.trained_last_time(store_root) is False
+    _last_execution.remember(store_root, trained=False)  # until one of its sweeps trains
+    if likely_warm:
+        return
+    size = _default_workers()
+    pool = _pool(size)
+    for _ in range(size):
+        pool.submit(_ready)  # the pool starts one process per task while none is idle
+
+
 def shutdown_workers() -> None:
     """Stop the worker processes (they are restarted by the next sweep).
 
     Idle workers are terminated rather than asked to exit: a worker's normal exit
     tears down JAX and Keras, 1.7 s here, at the end of every chapter.  An idle
     worker holds nothing: each run's record was written (atomically) before its
-    result came back.  A worker still running a run is left to finish it.
+    result came back.  So is a worker that is still starting (``start_workers``).
+    A worker still running a run is left to finish it.
     """
     global _POOL
     if _POOL is not None:
         pool, _POOL = _POOL, None
-        if not pool._pending_work_items:
+        if all(item.fn is _ready for item in pool._pending_work_items.values()):
             for process in list(pool._processes.values()):
                 process.terminate()
         try:
@@ -278,6 +333,8 @@ def sweep_results(make: Callable[..., Run], grid: Mapping[str, Sequence], seeds=
             "and LABKIT_REQUIRE_CACHED=1 forbids training (first: "
             f"{next(iter(missing))[:12]}); unset it to train them"
         )
+    if missing:
+        _last_execution.remember(store.root, trained=True)
     started = time.perf_counter()
     failures = _train_missing(_training_order(missing.values()), store, executor, label, len(plan)) if missing else {}
     if missing:

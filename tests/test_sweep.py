@@ -157,3 +157,95 @@ def test_progress_goes_to_the_terminal_not_the_notebook(tmp_path, monkeypatch, c
     progress.stream.close()
     os.close(fd)
     assert "[labkit] demo: 2/3 runs (1 cached)" in terminal.read_text()
+
+
+def test_workers_started_ahead_are_the_ones_the_first_sweep_uses(store_dir, train_log, monkeypatch):
+    """``start_workers()`` at the top of a chapter: the sweep trains in those processes, even
+    after the chapter changed a setting only the driver reads (the progress report)."""
+    from labkit import start_workers, sweeps
+
+    sweeps.shutdown_workers()
+    start_workers()
+    pool = sweeps._POOL
+    started = {process.pid for process in pool._processes.values()}
+    assert len(started) == sweeps._default_workers()
+    monkeypatch.setenv("LABKIT_PROGRESS", "1")  # the tests' "0" changed, as a chapter changes it
+    frame = sweep(make, {"lr": [0.05, 0.2]}, seeds=1)
+    assert sweeps._POOL is pool and len(train_log()) == 2
+    pids = {open_store().load(key)["platform"]["pid"] for key in frame["key"].unique()}
+    assert pids <= started
+    start_workers()  # already running: nothing new
+    assert sweeps._POOL is pool and {p.pid for p in pool._processes.values()} == started
+
+
+def test_workers_still_starting_are_terminated_at_shutdown():
+    """A chapter whose runs are all stored never uses the workers it started: they are
+    terminated at its end, even in the middle of their imports, not waited for."""
+    from labkit import start_workers, sweeps
+
+    sweeps.shutdown_workers()
+    start_workers()
+    workers = list(sweeps._POOL._processes.values())
+    sweeps.shutdown_workers()
+    assert workers and all(process.exitcode == -signal.SIGTERM for process in workers)
+
+
+def test_no_workers_are_started_when_training_is_forbidden(monkeypatch):
+    from labkit import start_workers, sweeps
+
+    sweeps.shutdown_workers()
+    monkeypatch.setenv("LABKIT_REQUIRE_CACHED", "1")
+    start_workers()
+    assert sweeps._POOL is None
+
+
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="no process priorities on this platform")
+def test_workers_run_at_a_lower_priority_than_the_driver():
+    """Started ahead of need, workers must not slow the notebook they overlap."""
+    from labkit import sweeps
+
+    sweeps.shutdown_workers()
+    niceness = sweeps._pool(1).submit(os.nice, 0).result()
+    assert niceness == min(19, os.nice(0) + sweeps.WORKER_NICENESS)
+
+
+def test_a_chapter_that_was_warm_last_time_starts_no_workers_ahead(store_dir, train_log, monkeypatch, tmp_path):
+    """First execution: workers start ahead.  The next execution of a chapter that then
+    trained starts them ahead again; once an execution trained nothing, the next one
+    (most likely warm again) does not: its sweeps would start them if they had to."""
+    from labkit import _last_execution, start_workers, sweeps
+
+    monkeypatch.setenv("QUARTO_DOCUMENT_PATH", str(tmp_path))
+    monkeypatch.setenv("QUARTO_DOCUMENT_FILE", "chapter.qmd")
+    root = open_store().root
+
+    def execute_chapter(lrs):
+        sweeps.shutdown_workers()
+        start_workers()
+        started = sweeps._POOL is not None
+        sweep(make, {"lr": lrs}, seeds=1)
+        return started
+
+    assert _last_execution.trained_last_time(root) is None
+    assert execute_chapter([0.05]) is True               # first execution: started ahead
+    assert _last_execution.trained_last_time(root) is True
+    assert execute_chapter([0.05]) is True               # it trained last time
+    assert _last_execution.trained_last_time(root) is False
+    assert execute_chapter([0.05, 0.2]) is False         # warm last time; this sweep trains anyway
+    assert len(train_log()) == 2 and _last_execution.trained_last_time(root) is True
+
+    monkeypatch.setenv("QUARTO_DOCUMENT_FILE", "other.qmd")  # each chapter has its own memory
+    assert _last_execution.trained_last_time(root) is None
+    (root / _last_execution.FILE_NAME).write_text("{not json")  # a damaged hint means "unknown"
+    assert _last_execution.trained_last_time(root) is None
+    sweeps.shutdown_workers()
+
+
+def test_outside_a_chapter_nothing_is_remembered(store_dir, monkeypatch):
+    from labkit import _last_execution
+
+    monkeypatch.delenv("QUARTO_DOCUMENT_FILE", raising=False)
+    root = open_store().root
+    _last_execution.remember(root, trained=False)
+    assert _last_execution.trained_last_time(root) is None
+    assert not (root / _last_execution.FILE_NAME).exists()
