@@ -12,7 +12,9 @@ set beside a reference measured in the same conditions, interleaved:
    (``jax_loop.py``), with GFLOP/s.
 3. Warm re-execution of each chapter of ``_quarto.yml`` (``labkit.quarto``):
    every run already stored, ``LABKIT_REQUIRE_CACHED=1``, beside an empty
-   chapter (the kernel's own start and stop).
+   chapter (the kernel's own start and stop); both in a new kernel (a render from
+   CI, or ``execute: daemon: false``) and in the kernel kept alive from the
+   previous execution (``quarto render``/``preview`` from a terminal).
 4. The store at scale: ``labkit runs stats``, one lookup and a 100-point cached
    sweep over 10,000 records, each beside the cost of merely reading the JSON.
 5. Cold full book: training time summed over the full-profile store's records,
@@ -305,6 +307,21 @@ def timed_chapter(chapter: Path, profile: str, env: dict) -> float:
     return time.perf_counter() - start
 
 
+def kept_alive_chapter(chapter: Path, profile: str, env: dict) -> tuple[float, float]:
+    """Two executions in one kernel, as ``quarto render``/``preview`` from a terminal do
+    (Quarto's kernel daemon): the first pays the kernel's start and imports, the second is
+    what a student waits for on each re-render.  Returns both wall times."""
+    from labkit.quarto import ChapterKernel
+
+    start = time.perf_counter()
+    with ChapterKernel(chapter, profile=profile, root=ROOT, env=env) as kernel:
+        kernel.execute()
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        kernel.execute()
+        return first, time.perf_counter() - start
+
+
 def kernel_floor(profile: str, tmp: Path) -> float:
     """The reference: a one-cell chapter (``pass``), i.e. starting a kernel and stopping it."""
     tmp.mkdir(parents=True, exist_ok=True)
@@ -326,7 +343,7 @@ def warm_chapters(s: Settings, tmp: Path, log=print) -> tuple[list[Row], dict]:
     for chapter in book_chapters(ROOT):
         name = chapter.relative_to(ROOT).as_posix()
         try:
-            first = timed_chapter(chapter, s.profile, chapter_env(s.profile, tmp, fill=True))
+            first, kept = kept_alive_chapter(chapter, s.profile, chapter_env(s.profile, tmp, fill=True))
             second = timed_chapter(chapter, s.profile, chapter_env(s.profile, tmp, fill=False))
         except ChapterExecutionError as error:
             reason = "runs missing from the store" if "MissingRun" in str(error) else "chapter failed"
@@ -334,10 +351,12 @@ def warm_chapters(s: Settings, tmp: Path, log=print) -> tuple[list[Row], dict]:
             rows.append(Row(f"warm re-exec {name} ({s.profile})", "", reason, "", "<= 5 s", "skip"))
             details[name] = {"error": str(error)[:2000]}
             continue
-        log(f"  {name}: first {first:.1f} s, warm {second:.1f} s")
-        rows.append(Row(f"warm re-exec {name} ({s.profile}) (s)", f"{second:.1f}", f"empty {floor:.1f}",
-                        f"{second / floor:.1f}x", "<= 5 s", check(second <= 5)))
-        details[name] = {"first_seconds": first, "warm_seconds": second}
+        log(f"  {name}: first {first:.1f} s, warm {second:.1f} s (new kernel), {kept:.1f} s (kept-alive kernel)")
+        rows.append(Row(f"warm re-exec {name} ({s.profile}), new kernel (s)", f"{second:.1f}",
+                        f"empty {floor:.1f}", f"{second / floor:.1f}x", "<= 5 s", check(second <= 5)))
+        rows.append(Row("  same, in the kept-alive kernel of a terminal render/preview (s)", f"{kept:.1f}",
+                        "", "", "<= 5 s", check(kept <= 5)))
+        details[name] = {"first_seconds": first, "warm_seconds": second, "kept_alive_seconds": kept}
     return rows, details
 
 

@@ -4,9 +4,11 @@ Quarto is not installed everywhere the book is worked on (nor in the test
 environment), so this module reproduces what its Jupyter engine does with a
 chapter (``src/resources/jupyter/notebook.py`` in quarto-cli): ``.qmd`` →
 notebook, one ``python3`` kernel started in the chapter's folder with Quarto's
-environment, cells run in order with no timeout, the first exception stops the
-chapter, and every inline `` `{python} expr` `` is evaluated through the kernel's
-``user_expressions`` when its markdown cell is reached.  Tests, the benchmark
+environment, the ``%reset`` of Quarto's setup cell, cells run in order with no
+timeout, the first exception stops the chapter, and every inline
+`` `{python} expr` `` is evaluated through the kernel's ``user_expressions`` when
+its markdown cell is reached.  ``ChapterKernel`` keeps the kernel alive between
+executions, as Quarto does for renders from a terminal.  Tests, the benchmark
 and people use it::
 
     python -m labkit.quarto chapters/01-hyperparametres.qmd --profile quick
@@ -48,6 +50,7 @@ __all__ = [
     "InlineExpressionError",
     "to_notebook",
     "cell_options",
+    "ChapterKernel",
     "execute_chapter",
     # structure checks
     "is_exercise",
@@ -426,6 +429,16 @@ def _run_code_cell(client, cell, index: int, path: Path, notebook) -> None:
         raise ChapterExecutionError(path, _cell_name(cell, index), _error_text(errors[0]), notebook)
 
 
+def _reset_namespace(client, path: Path, notebook) -> None:
+    """What matters here of Quarto's setup cell (``lang/python/setup.py``), run before a
+    chapter's cells: it ends with ``%reset``, which empties the namespace of a kernel kept
+    alive from a previous execution.  Sent directly, so that no notebook cell is touched."""
+    reply = client.wait_for_reply(client.kc.execute("%reset -f", store_history=False))
+    content = reply["content"] if reply else {"status": "error", "ename": "NoReply", "evalue": "kernel gave no reply"}
+    if content.get("status") != "ok":
+        raise ChapterExecutionError(path, "Quarto's setup cell (%reset)", _error_text(content), notebook)
+
+
 def _inline_text(result: Mapping) -> str:
     """The text Quarto inserts (``resolveUserExpressions`` in quarto-cli's jupyter-inline.ts).
 
@@ -466,6 +479,77 @@ def _run_inline(client, cell, index: int, path: Path, notebook, values: dict[str
     cell.metadata["user_expressions"] = results
 
 
+class ChapterKernel:
+    """One chapter's kernel, kept alive between executions as Quarto keeps it.
+
+    ``quarto render`` and ``quarto preview`` run from a terminal keep a chapter's kernel
+    alive (300 s, Quarto's ``execute: daemon``) and re-execute the chapter in it: imports
+    are already done and labkit's sweep workers still run.  Each execution starts with
+    Quarto's setup cell, whose ``%reset`` empties the namespace (so a chapter never sees
+    its previous execution's variables, and ``labkit.report`` starts a new session); the
+    chapter's file is read again, so edits are picked up.  Use it as a context manager::
+
+        with ChapterKernel("chapters/01-hyperparametres.qmd", profile="quick") as kernel:
+            first, again = kernel.execute(), kernel.execute()
+    """
+
+    def __init__(self, path: Path | str, *, profile: str | None = None, root: Path | str | None = None,
+                 to: str = "html", env: Mapping[str, str | None] | None = None):
+        self.path = Path(path).resolve()
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no chapter at {self.path}")
+        if to not in _FIG_FORMAT:
+            raise ValueError(f"to={to!r} is not a format of the book; use one of {sorted(_FIG_FORMAT)}")
+        self.root = Path(root).resolve() if root else find_root(self.path)
+        self.kernel_env = _kernel_env(self.path, self.root, profile, to, env)
+        self._client = None
+        self._kernel = None
+
+    def __enter__(self) -> "ChapterKernel":
+        from nbclient import NotebookClient
+
+        self._client = NotebookClient(
+            to_notebook(self.path),
+            km=_kernel_manager(),
+            timeout=None,
+            allow_errors=False,
+            record_timing=False,
+            resources={"metadata": {"path": str(self.path.parent)}},
+        )
+        self._kernel = self._client.setup_kernel(env=self.kernel_env, cwd=str(self.path.parent),
+                                                 cleanup_kc=True)
+        self._kernel.__enter__()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        kernel, self._kernel = self._kernel, None
+        if kernel is not None:
+            kernel.__exit__(*exc_info)
+
+    def execute(self) -> ChapterResult:
+        """Execute the chapter once more in this kernel (raises ``ChapterExecutionError``)."""
+        if self._kernel is None:
+            raise RuntimeError("ChapterKernel.execute() needs the kernel: use `with ChapterKernel(...)`")
+        client, path = self._client, self.path
+        notebook = client.nb = to_notebook(path)
+        inline: dict[str, str] = {}
+        started = time.perf_counter()
+        _reset_namespace(client, path, notebook)
+        for index, cell in enumerate(notebook.cells):
+            if cell.cell_type == "code":
+                _run_code_cell(client, cell, index, path, notebook)
+            elif cell.cell_type == "markdown":
+                _run_inline(client, cell, index, path, notebook, inline)
+        return ChapterResult(
+            path=path,
+            root=self.root,
+            notebook=notebook,
+            inline=inline,
+            seconds=time.perf_counter() - started,
+            profile=self.kernel_env.get("QUARTO_PROFILE", ""),
+        )
+
+
 def execute_chapter(
     path: Path | str,
     *,
@@ -474,7 +558,8 @@ def execute_chapter(
     to: str = "html",
     env: Mapping[str, str | None] | None = None,
 ) -> ChapterResult:
-    """Execute one chapter like ``quarto render <path> [--profile P] --to <to>`` would.
+    """Execute one chapter like ``quarto render <path> [--profile P] --to <to>`` would,
+    in a kernel of its own (``ChapterKernel`` keeps one for several executions).
 
     ``profile`` replaces ``QUARTO_PROFILE`` (``None`` keeps the caller's);
     ``to`` sets the figure format Quarto announces (``QUARTO_FIG_FORMAT``);
@@ -483,40 +568,8 @@ def execute_chapter(
     subclass ``InlineExpressionError``) at the first failure, with the
     partially executed notebook attached.
     """
-    from nbclient import NotebookClient
-
-    path = Path(path).resolve()
-    if not path.is_file():
-        raise FileNotFoundError(f"no chapter at {path}")
-    if to not in _FIG_FORMAT:
-        raise ValueError(f"to={to!r} is not a format of the book; use one of {sorted(_FIG_FORMAT)}")
-    root = Path(root).resolve() if root else find_root(path)
-    notebook = to_notebook(path)
-    kernel_env = _kernel_env(path, root, profile, to, env)
-    client = NotebookClient(
-        notebook,
-        km=_kernel_manager(),
-        timeout=None,
-        allow_errors=False,
-        record_timing=False,
-        resources={"metadata": {"path": str(path.parent)}},
-    )
-    inline: dict[str, str] = {}
-    started = time.perf_counter()
-    with client.setup_kernel(env=kernel_env, cwd=str(path.parent), cleanup_kc=True):
-        for index, cell in enumerate(notebook.cells):
-            if cell.cell_type == "code":
-                _run_code_cell(client, cell, index, path, notebook)
-            elif cell.cell_type == "markdown":
-                _run_inline(client, cell, index, path, notebook, inline)
-    return ChapterResult(
-        path=path,
-        root=root,
-        notebook=notebook,
-        inline=inline,
-        seconds=time.perf_counter() - started,
-        profile=kernel_env.get("QUARTO_PROFILE", ""),
-    )
+    with ChapterKernel(path, profile=profile, root=root, to=to, env=env) as kernel:
+        return kernel.execute()
 
 
 # ----------------------------------------------------------------------------

@@ -241,6 +241,29 @@ def test_broken_chapter_is_caught(fixture_dir, name, problem):
     assert len(problems) == 1 and problem in problems[0], problems
 
 
+def test_a_chapter_re_executed_in_a_kept_alive_kernel_starts_afresh(tmp_path):
+    """``quarto render``/``preview`` from a terminal re-execute a chapter in the kernel of its
+    previous execution: Quarto's ``%reset`` empties the namespace, so the chapter sees none
+    of its old variables and may declare its expectations again before its results, while
+    modules (and labkit's workers) stay loaded."""
+    chapter = tmp_path / "again.qmd"
+    chapter.write_text(
+        "# Encore\n\n```{python}\nimport sys\nfrom labkit import report\n"
+        "assert 'leftover' not in globals()\nleftover = 1\nexecutions = getattr(sys, '_executions', 0) + 1\n"
+        "sys._executions = executions\n"
+        "expect = report.Expectations(chapter='A')\n"
+        "expect.add('early', 'Déclarée avant.', report.Greater(a={'lr': 1}, b={'lr': 2}, metric='accuracy'))\n"
+        "report.mark_results_exist()  # what the first sweep does\n```\n\n"
+        "Exécution `{python} executions`.\n",
+        encoding="utf-8",
+    )
+    with quarto.ChapterKernel(chapter) as kernel:
+        first, second = kernel.execute(), kernel.execute()
+    assert (first.inline["executions"], second.inline["executions"]) == ("1", "2")  # one kernel
+    with pytest.raises(RuntimeError, match="with ChapterKernel"):
+        quarto.ChapterKernel(chapter).execute()
+
+
 def test_a_failing_cell_stops_the_chapter_and_names_it(fixture_dir):
     with pytest.raises(quarto.ChapterExecutionError, match=r"error\.qmd: cell \d+") as caught:
         quarto.execute_chapter(fixture_dir / "error.qmd")
