@@ -130,6 +130,7 @@ def _pool(size: int) -> ProcessPoolExecutor:
     """The worker pool, restarted when it is too small or the driver's settings changed
     (a worker started with another LABKIT_DATA_DIR would read another dataset)."""
     global _POOL, _POOL_SIZE, _POOL_ENV
+    _restore_main_spec()
     env = _worker_env()
     if _POOL is None or _POOL_SIZE < size or env != _POOL_ENV:
         shutdown_workers()
@@ -137,6 +138,19 @@ def _pool(size: int) -> ProcessPoolExecutor:
                                     initializer=_worker_init)
         _POOL_SIZE, _POOL_ENV = size, env
     return _POOL
+
+
+def _restore_main_spec() -> None:
+    """Give ``__main__`` back the ``__spec__`` that IPython's ``%reset`` deletes.
+
+    Quarto's setup cell ends with ``%reset``, and in a kernel ``__main__`` is the user
+    namespace: without ``__spec__``, multiprocessing cannot start a ``spawn`` process
+    ("module '__main__' has no attribute '__spec__'").  ``None`` is what a kernel has
+    before the reset.
+    """
+    main = sys.modules.get("__main__")
+    if main is not None and not hasattr(main, "__spec__"):
+        main.__spec__ = None
 
 
 def start_workers() -> None:
