@@ -165,12 +165,12 @@ def start_workers() -> None:
     stopped at exit.  Does nothing when training is forbidden
     (``LABKIT_REQUIRE_CACHED=1``) or the workers are already running.
     """
-    if require_cached() or (_POOL is not None and _POOL_ENV == _worker_env()):
+    if require_cached():
         return
     store_root = open_store().root
     likely_warm = _last_execution.trained_last_time(store_root) is False
     _last_execution.remember(store_root, trained=False)  # until one of its sweeps trains
-    if likely_warm:
+    if likely_warm or (_POOL is not None and _POOL_ENV == _worker_env()):
         return
     size = _default_workers()
     pool = _pool(size)

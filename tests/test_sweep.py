@@ -161,7 +161,8 @@ def test_progress_goes_to_the_terminal_not_the_notebook(tmp_path, monkeypatch, c
 
 def test_workers_started_ahead_are_the_ones_the_first_sweep_uses(store_dir, train_log, monkeypatch):
     """``start_workers()`` at the top of a chapter: the sweep trains in those processes, even
-    after the chapter changed a setting only the driver reads (the progress report)."""
+    after the chapter changed a setting only the driver reads (the progress report).  They
+    run at a lower priority than the driver: started ahead, they must not slow it."""
     from labkit import start_workers, sweeps
 
     sweeps.shutdown_workers()
@@ -176,6 +177,8 @@ def test_workers_started_ahead_are_the_ones_the_first_sweep_uses(store_dir, trai
     assert pids <= started
     start_workers()  # already running: nothing new
     assert sweeps._POOL is pool and {p.pid for p in pool._processes.values()} == started
+    if hasattr(os, "nice"):
+        assert pool.submit(os.nice, 0).result() == min(19, os.nice(0) + sweeps.WORKER_NICENESS)
 
 
 def test_workers_still_starting_are_terminated_at_shutdown():
@@ -199,46 +202,53 @@ def test_no_workers_are_started_when_training_is_forbidden(monkeypatch):
     assert sweeps._POOL is None
 
 
-@pytest.mark.skipif(not hasattr(os, "nice"), reason="no process priorities on this platform")
-def test_workers_run_at_a_lower_priority_than_the_driver():
-    """Started ahead of need, workers must not slow the notebook they overlap."""
-    from labkit import sweeps
-
-    sweeps.shutdown_workers()
-    niceness = sweeps._pool(1).submit(os.nice, 0).result()
-    assert niceness == min(19, os.nice(0) + sweeps.WORKER_NICENESS)
-
-
-def test_a_chapter_that_was_warm_last_time_starts_no_workers_ahead(store_dir, train_log, monkeypatch, tmp_path):
-    """First execution: workers start ahead.  The next execution of a chapter that then
-    trained starts them ahead again; once an execution trained nothing, the next one
-    (most likely warm again) does not: its sweeps would start them if they had to."""
-    from labkit import _last_execution, start_workers, sweeps
-
+@pytest.fixture
+def in_a_chapter(monkeypatch, tmp_path):
     monkeypatch.setenv("QUARTO_DOCUMENT_PATH", str(tmp_path))
     monkeypatch.setenv("QUARTO_DOCUMENT_FILE", "chapter.qmd")
+
+
+def test_a_chapter_warm_last_time_starts_no_workers_ahead(store_dir, in_a_chapter, monkeypatch):
+    """First execution of a chapter: workers start ahead.  The next execution starts them
+    again only if a sweep of the previous one trained; a chapter that was warm is most
+    likely warm again (if not, its sweeps start the workers as usual)."""
+    from labkit import _last_execution, start_workers, sweeps
+
+    sweeps.shutdown_workers()
+    pools = []
+    monkeypatch.setattr(sweeps, "_pool", lambda size: pools.append(size) or _NoPool())
     root = open_store().root
 
-    def execute_chapter(lrs):
-        sweeps.shutdown_workers()
+    def starts_workers() -> bool:
+        before = len(pools)
         start_workers()
-        started = sweeps._POOL is not None
-        sweep(make, {"lr": lrs}, seeds=1)
-        return started
+        return len(pools) > before
 
     assert _last_execution.trained_last_time(root) is None
-    assert execute_chapter([0.05]) is True               # first execution: started ahead
-    assert _last_execution.trained_last_time(root) is True
-    assert execute_chapter([0.05]) is True               # it trained last time
-    assert _last_execution.trained_last_time(root) is False
-    assert execute_chapter([0.05, 0.2]) is False         # warm last time; this sweep trains anyway
-    assert len(train_log()) == 2 and _last_execution.trained_last_time(root) is True
+    assert starts_workers()                                   # first execution
+    assert _last_execution.trained_last_time(root) is False  # ...until one of its sweeps trains
+    assert not starts_workers()                               # nothing trained since
+    _last_execution.remember(root, trained=True)              # what a sweep that trains does
+    assert starts_workers()
 
-    monkeypatch.setenv("QUARTO_DOCUMENT_FILE", "other.qmd")  # each chapter has its own memory
+    monkeypatch.setenv("QUARTO_DOCUMENT_FILE", "other.qmd")   # each chapter has its own memory
     assert _last_execution.trained_last_time(root) is None
     (root / _last_execution.FILE_NAME).write_text("{not json")  # a damaged hint means "unknown"
-    assert _last_execution.trained_last_time(root) is None
-    sweeps.shutdown_workers()
+    assert _last_execution.trained_last_time(root) is None and starts_workers()
+
+
+class _NoPool:
+    def submit(self, fn, *args):
+        return None
+
+
+def test_a_sweep_that_trains_is_remembered(store_dir, in_a_chapter, train_log):
+    from labkit import _last_execution
+
+    root = open_store().root
+    _last_execution.remember(root, trained=False)
+    sweep(make, {"lr": [0.05]}, seeds=1)
+    assert len(train_log()) == 1 and _last_execution.trained_last_time(root) is True
 
 
 def test_outside_a_chapter_nothing_is_remembered(store_dir, monkeypatch):
