@@ -9,6 +9,7 @@ rebuilds the model from the spec after seeding, in any process.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -196,8 +197,10 @@ class Run:
             raise ValueError(f"unknown run field {sorted(unknown)[0]!r} in spec")
         return cls(**spec)
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
+        """sha256 of the canonical spec; computed once per ``Run`` (a chapter asks for it
+        several times per run, and a spec holds the model's whole Keras config)."""
         return digest({"format": FORMAT, "spec": self.spec()})
 
     def split(self) -> datasets.Split:

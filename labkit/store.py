@@ -90,6 +90,19 @@ def _checksum(record: dict) -> str:
     return digest({k: v for k, v in record.items() if k != "checksum"})
 
 
+def _parsed_checksum(record: dict) -> str:
+    """``_checksum`` of a record parsed from JSON without non-finite numbers: its keys are
+    strings, its arrays lists and its floats finite, so ``_finite`` would change nothing,
+    and skipping its walk over every value halves the cost of reading a record."""
+    rest = {k: v for k, v in record.items() if k != "checksum"}
+    text = json.dumps(rest, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _refuse_non_finite(constant: str):
+    raise ValueError(f"non-finite number {constant} (labkit writes them as null)")
+
+
 def seal(record: dict) -> dict:
     """Add the checksum that lets a reader detect an edited or damaged record."""
     record = _finite(dict(record))
@@ -144,9 +157,11 @@ class Store:
 
     def _parse(self, text: str, key: str, path: Path) -> dict:
         try:
-            record = json.loads(text)
+            record = json.loads(text, parse_constant=_refuse_non_finite)
         except json.JSONDecodeError as error:
             raise BadRecord(f"{path}: not valid JSON ({error.msg} at char {error.pos})") from None
+        except ValueError as error:
+            raise BadRecord(f"{path}: {error}") from None
         if not isinstance(record, dict):
             raise BadRecord(f"{path}: a record must be a JSON object")
         version = record.get("format")
@@ -160,7 +175,7 @@ class Store:
             raise BadRecord(f"{path}: record format {version!r}, expected {FORMAT}")
         if record.get("key") != key:
             raise BadRecord(f"{path}: holds key {record.get('key')!r}, not {key}")
-        if record.get("checksum") != _checksum(record):
+        if record.get("checksum") != _parsed_checksum(record):
             raise BadRecord(f"{path}: checksum mismatch (the record was edited or damaged)")
         if self._validate is not None and record.get("kind", "runs") == "runs":
             self._validate(record)

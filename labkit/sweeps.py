@@ -337,10 +337,14 @@ def sweep_results(make: Callable[..., Run], grid: Mapping[str, Sequence], seeds=
     """
     store = store or open_store()
     plan = _plan(make, grid, seeds)
-    missing = {}
+    missing, stored = {}, {}
     for _, _, run in plan:
-        if run.key not in missing and _stored(store, run.key) is None:
-            missing[run.key] = run
+        if run.key not in missing and run.key not in stored:
+            record = _stored(store, run.key)
+            if record is None:
+                missing[run.key] = run
+            else:
+                stored[run.key] = record  # read once: served below without a second parse
     if missing and require_cached():
         raise MissingRun(
             f"{len(missing)} of {len(plan)} runs of {label!r} are not in the store {store.root} "
@@ -359,8 +363,7 @@ def sweep_results(make: Callable[..., Run], grid: Mapping[str, Sequence], seeds=
             f"{len(failures)} of {len(plan)} runs of {label!r} failed (the {len(plan) - len(failures)} "
             f"others are stored; re-running the sweep retries only the failed ones):\n{lines}"
         )
-    items = [SweepItem(point, seed, _result(store, run, run.key not in missing))
-             for point, seed, run in plan]
+    items = [SweepItem(point, seed, _result(store, run, stored.get(run.key))) for point, seed, run in plan]
     _mark_results_exist()
     return items
 
@@ -392,11 +395,14 @@ def _stored(store: Store, key: str) -> dict | None:
         return None
 
 
-def _result(store: Store, run: Run, cached: bool) -> Result:
+def _result(store: Store, run: Run, stored: dict | None) -> Result:
+    """The run's result: its record read before the sweep (cached), else the one just trained."""
+    if stored is not None:
+        return Result(run, stored, True)
     record = store.load(run.key)
     if record is None:
         raise SweepError(f"run {run.key[:12]} finished but its record is missing from {store.root}")
-    return Result(run, record, cached)
+    return Result(run, record, False)
 
 
 def _mark_results_exist() -> None:

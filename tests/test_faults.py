@@ -23,7 +23,7 @@ from labkit import Run, sweep, train
 from labkit import sweeps
 from labkit.models import mlp
 from labkit.runs import open_store
-from labkit.store import FORMAT, NewerFormat, ReadOnlyStore, Store, StoreError, check_key
+from labkit.store import FORMAT, BadRecord, NewerFormat, ReadOnlyStore, Store, StoreError, check_key
 
 BASE = dict(data="mnist", train_size=300, epochs=2, batch_size=64, optimizer="sgd")
 FAULTS = {"injected": 0, "lost": 0, "served_damaged": 0, "trained_twice": 0}
@@ -181,6 +181,19 @@ def test_two_processes_same_sweep_train_each_run_once(store_dir, train_log, tmp_
     assert sorted(trained) == sorted(set(trained)) and len(trained) == 3
     FAULTS["trained_twice"] += len(trained) - len(set(trained))
     FAULTS["injected"] += 1
+
+
+def test_a_non_finite_number_edited_into_a_record_is_refused(tmp_path):
+    """labkit writes non-finite values as null and checksums that; a NaN typed into the file
+    must not pass for the null it replaced (the checksum skips re-normalising on read)."""
+    store = Store(tmp_path)
+    key = "c" * 64
+    store.save({"key": key, "kind": "memo", "value": [1.0, float("nan")]}, kind="memo")
+    assert store.load(key, kind="memo")["value"] == [1.0, None]
+    path = store.path(key, kind="memo")
+    path.write_text(path.read_text().replace("null", "NaN", 1))
+    with pytest.raises(BadRecord, match="non-finite number NaN"):
+        store.load(key, kind="memo")
 
 
 @pytest.mark.parametrize("key", ["../../etc/passwd", "ABC", "g" * 64, "a" * 63, "a" * 64 + "/"])
