@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -22,7 +21,6 @@ import pytest
 import yaml
 
 from labkit import book, quarto
-from labkit.runs import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -266,30 +264,21 @@ def test_a_chapter_re_executed_in_a_kept_alive_kernel_starts_afresh(tmp_path):
         quarto.ChapterKernel(chapter).execute()
 
 
-@pytest.mark.slow
-def test_a_chapter_trains_after_quartos_reset(tmp_path, store_dir):
+def test_a_chapter_starts_sweep_workers_after_quartos_reset(tmp_path):
     """Quarto's ``%reset`` deletes ``__main__.__spec__``, without which multiprocessing
-    cannot spawn sweep workers: a chapter that has runs to train must still train them,
-    in a new kernel and in a kept-alive one (whose workers ``start_workers`` starts)."""
-    chapter = tmp_path / "train.qmd"
+    cannot spawn a sweep worker ("module '__main__' has no attribute '__spec__'"): a chapter
+    must still start its workers, in a new kernel and again in a kept-alive one."""
+    chapter = tmp_path / "workers.qmd"
     chapter.write_text(
-        "# Entraîner\n\n```{python}\nimport labkit\nfrom labkit.models import mlp\n"
-        "labkit.start_workers()\n"
-        "run = labkit.Run(model=mlp(hidden=(8,)), data='mnist', train_size=300, epochs=1, batch_size=64,\n"
-        "                 optimizer='sgd', learning_rate=0.1, seed=0)\n"
-        "frame = labkit.sweep(lambda lr: run.replace(learning_rate=lr), {'lr': [LR]}, seeds=1)\n```\n\n"
-        "Runs : `{python} frame['key'].nunique()`.\n",
+        "# Ouvriers\n\n```{python}\nimport os\nfrom labkit import sweeps\n"
+        "sweeps.shutdown_workers()  # each execution starts its own\n"
+        "worker = sweeps._pool(1).submit(os.getpid).result()\n```\n\n"
+        "Ouvrier : `{python} worker != os.getpid()`.\n",
         encoding="utf-8",
     )
-    env = {"LABKIT_RUNS_DIR": os.environ["LABKIT_RUNS_DIR"]}
-    source = chapter.read_text(encoding="utf-8")
-    with quarto.ChapterKernel(chapter, env=env) as kernel:
-        chapter.write_text(source.replace("LR", "0.1"), encoding="utf-8")
-        first = kernel.execute()  # a new kernel, as in any render
-        chapter.write_text(source.replace("LR", "0.2"), encoding="utf-8")  # edited, re-rendered
-        again = kernel.execute()
-    assert first.inline == again.inline == {"frame['key'].nunique()": "1"}
-    assert len(open_store().keys()) == 2
+    with quarto.ChapterKernel(chapter) as kernel:
+        first, again = kernel.execute(), kernel.execute()
+    assert first.inline == again.inline == {"worker != os.getpid()": "True"}
 
 
 def test_a_failing_cell_stops_the_chapter_and_names_it(fixture_dir):
