@@ -11,15 +11,16 @@ from pathlib import Path
 
 import pytest
 
-# One process: set up labkit's compilation cache (or not), count XLA compilations,
-# signal it is ready, wait for the go, then run a function that is slow to compile.
+# One process: labkit's compilation cache without the lock, then with it.  Twice it signals
+# it is ready, waits for the go, then runs a program that is slow to compile: first
+# ``without_lock``, then ``with_lock`` (another program, so the cache is cold again).
 WORKER = r"""
-import json, os, sys, time
+import json, sys, time
 from pathlib import Path
-folder, name, lock = Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "lock"
+folder, name = Path(sys.argv[1]), sys.argv[2]
 from labkit import _compile_once, _env
-if not lock:
-    _compile_once.install = lambda lock_dir: False
+install = _compile_once.install
+_compile_once.install = lambda lock_dir: False
 _env.enable_compilation_cache()
 import jax, jax.numpy as jnp
 from jax._src import compiler
@@ -31,49 +32,63 @@ def counting(backend, computation, *args, **kwargs):
     return original(backend, computation, *args, **kwargs)
 compiler.backend_compile_and_load = counting
 
-def slow_to_compile(x):
+def slow_to_compile(x, shift):
     for i in range(40):
-        x = jnp.tanh(x @ x.T + i) * jnp.cos(x) + jnp.sort(x, axis=0)
+        x = jnp.tanh(x @ x.T + i + shift) * jnp.cos(x) + jnp.sort(x, axis=0)
     return x
 
+def program_a(x):
+    return slow_to_compile(x, 0.0)
+
+def program_b(x):
+    return slow_to_compile(x, 0.5)
+
+def race(phase, program):
+    (folder / f"ready-{phase}-{name}").touch()
+    while not (folder / f"go-{phase}").exists():
+        time.sleep(0.005)
+    value = float(jax.jit(program)(x).sum())
+    return {"compiled": sum(program.__name__ in c for c in compiled), "value": value}
+
 x = jnp.linspace(0.0, 1.0, 64 * 64).reshape(64, 64)
-(folder / f"ready-{name}").touch()
-while not (folder / "go").exists():
-    time.sleep(0.005)
-value = float(jax.jit(slow_to_compile)(x).sum())
-print(json.dumps({"compiled": [c for c in compiled if "slow_to_compile" in c], "value": value}))
+without_lock = race("without_lock", program_a)
+compiled.clear()
+assert install(Path(jax.config.jax_compilation_cache_dir) / "locks")
+with_lock = race("with_lock", program_b)
+print(json.dumps({"without_lock": without_lock, "with_lock": with_lock}))
 """
 
+NAMES = ("a", "b")
 
-def _race(tmp_path: Path, lock: bool) -> list[dict]:
-    """Start two processes on one compilation cache and release them at the same moment."""
-    env = {**os.environ, "LABKIT_JAX_CACHE": str(tmp_path / "jax-cache")}
-    processes = [subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path), name,
-                                   "lock" if lock else "no-lock"],
-                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for name in ("a", "b")]
+
+def _release(tmp_path: Path, phase: str, processes) -> None:
+    """Wait until both processes are ready for ``phase``, then let them go at once."""
     deadline = time.monotonic() + 120
-    while not all((tmp_path / f"ready-{name}").exists() for name in ("a", "b")):
+    while not all((tmp_path / f"ready-{phase}-{name}").exists() for name in NAMES):
         assert time.monotonic() < deadline and all(p.poll() is None for p in processes), \
             [p.communicate() for p in processes]
         time.sleep(0.01)
-    (tmp_path / "go").touch()
+    (tmp_path / f"go-{phase}").touch()
+
+
+def test_the_same_program_is_compiled_once_across_processes(tmp_path):
+    """Two processes on one compilation cache need the same program at the same moment.
+    Without the lock both miss the cache and compile (the control: the race is real); with
+    it, the second one waits and loads the first one's program."""
+    env = {**os.environ, "LABKIT_JAX_CACHE": str(tmp_path / "jax-cache")}
+    processes = [subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path), name], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for name in NAMES]
+    for phase in ("without_lock", "with_lock"):
+        _release(tmp_path, phase, processes)
     outputs = []
     for process in processes:
         out, err = process.communicate(timeout=120)
         assert process.returncode == 0, err
         outputs.append(json.loads(out.strip().splitlines()[-1]))
-    return outputs
-
-
-@pytest.mark.parametrize("lock, compilations", [(True, 1), (False, 2)],
-                         ids=["with-lock", "without-lock-both-compile"])
-def test_the_same_program_is_compiled_once_across_processes(tmp_path, lock, compilations):
-    """Without the lock both processes miss the cache and compile (the control, which shows
-    the race is real); with it, the second one waits and loads the first one's program."""
-    outputs = _race(tmp_path, lock)
-    assert sum(len(o["compiled"]) for o in outputs) == compilations
-    assert outputs[0]["value"] == outputs[1]["value"]
+    for phase, compilations in (("without_lock", 2), ("with_lock", 1)):
+        assert sum(o[phase]["compiled"] for o in outputs) == compilations, (phase, outputs)
+        assert outputs[0][phase]["value"] == outputs[1][phase]["value"]
 
 
 def test_nothing_is_wrapped_when_jax_changed(monkeypatch, tmp_path):
