@@ -246,39 +246,35 @@ def test_a_chapter_re_executed_in_a_kept_alive_kernel_starts_afresh(tmp_path):
     previous execution: Quarto's ``%reset`` empties the namespace, so the chapter sees none
     of its old variables and may declare its expectations again before its results, while
     modules (and labkit's workers) stay loaded."""
-    chapter = tmp_path / "again.qmd"
-    chapter.write_text(
-        "# Encore\n\n```{python}\nimport sys\nfrom labkit import report\n"
-        "assert 'leftover' not in globals()\nleftover = 1\nexecutions = getattr(sys, '_executions', 0) + 1\n"
-        "sys._executions = executions\n"
-        "expect = report.Expectations(chapter='A')\n"
-        "expect.add('early', 'Déclarée avant.', report.Greater(a={'lr': 1}, b={'lr': 2}, metric='accuracy'))\n"
-        "report.mark_results_exist()  # what the first sweep does\n```\n\n"
-        "Exécution `{python} executions`.\n",
-        encoding="utf-8",
-    )
-    with quarto.ChapterKernel(chapter) as kernel:
-        first, second = kernel.execute(), kernel.execute()
+    code = ("import sys\nfrom labkit import report\n"
+            "assert 'leftover' not in globals()\nleftover = 1\n"
+            "executions = getattr(sys, '_executions', 0) + 1\nsys._executions = executions\n"
+            "expect = report.Expectations(chapter='A')\n"
+            "expect.add('early', 'Déclarée avant.', report.Greater(a={'lr': 1}, b={'lr': 2}, metric='accuracy'))\n"
+            "report.mark_results_exist()  # what the first sweep does\n")
+    first, second = _executed_twice_in_one_kernel(tmp_path / "again.qmd", code, "executions")
     assert (first.inline["executions"], second.inline["executions"]) == ("1", "2")  # one kernel
     with pytest.raises(RuntimeError, match="with ChapterKernel"):
-        quarto.ChapterKernel(chapter).execute()
+        quarto.ChapterKernel(tmp_path / "again.qmd").execute()
 
 
 def test_a_chapter_starts_sweep_workers_after_quartos_reset(tmp_path):
     """Quarto's ``%reset`` deletes ``__main__.__spec__``, without which multiprocessing
     cannot spawn a sweep worker ("module '__main__' has no attribute '__spec__'"): a chapter
     must still start its workers, in a new kernel and again in a kept-alive one."""
-    chapter = tmp_path / "workers.qmd"
-    chapter.write_text(
-        "# Ouvriers\n\n```{python}\nimport os\nfrom labkit import sweeps\n"
-        "sweeps.shutdown_workers()  # each execution starts its own\n"
-        "worker = sweeps._pool(1).submit(os.getpid).result()\n```\n\n"
-        "Ouvrier : `{python} worker != os.getpid()`.\n",
-        encoding="utf-8",
-    )
-    with quarto.ChapterKernel(chapter) as kernel:
-        first, again = kernel.execute(), kernel.execute()
+    code = ("import os\nfrom labkit import sweeps\n"
+            "sweeps.shutdown_workers()  # each execution starts its own\n"
+            "worker = sweeps._pool(1).submit(os.getpid).result()\n")
+    first, again = _executed_twice_in_one_kernel(tmp_path / "workers.qmd", code, "worker != os.getpid()")
     assert first.inline == again.inline == {"worker != os.getpid()": "True"}
+
+
+def _executed_twice_in_one_kernel(chapter: Path, code: str, inline: str):
+    """A one-cell chapter showing ``inline``, executed twice in one kept-alive kernel."""
+    chapter.write_text(f"# Chapitre\n\n```{{python}}\n{code}```\n\nValeur : `{{python}} {inline}`.\n",
+                       encoding="utf-8")
+    with quarto.ChapterKernel(chapter) as kernel:
+        return kernel.execute(), kernel.execute()
 
 
 def test_a_failing_cell_stops_the_chapter_and_names_it(fixture_dir):
