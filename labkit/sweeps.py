@@ -58,9 +58,10 @@ def _worker_init() -> None:
 
     Workers ignore SIGINT: an interrupt (Ctrl-C, a kernel shut down by Jupyter) is
     the driver's to handle; it stops the pool cleanly instead of every worker
-    printing a traceback.  They run at a lower priority than the driver: workers
-    started ahead of need (``start_workers``) must not slow the notebook they overlap,
-    and while they train the driver is idle, so they lose nothing.  The imports are
+    printing a traceback.  They run at a lower priority than the driver (training is
+    background work beside an editor, a browser, and the notebook that workers started
+    ahead of need overlap); while they train the driver is idle, so they lose nothing
+    there (on shared cores the hardware, not the scheduler, limits what this buys).  The imports are
     done here, at start, so that a worker started ahead of need is ready when its
     first run comes.
     """
