@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
+
+from labkit.paths import replace_best_effort
 
 #: The file, in each profile's store folder.
 FILE_NAME = ".chapters.json"
@@ -55,14 +56,4 @@ def remember(store_root: Path, trained: bool) -> None:
     if memory.get(chapter) is trained:
         return
     memory[chapter] = trained
-    try:
-        store_root.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=store_root, prefix=FILE_NAME, suffix=".tmp")
-    except OSError:
-        return
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            json.dump(memory, f, indent=1, sort_keys=True)
-        os.replace(temporary, store_root / FILE_NAME)
-    except OSError:
-        Path(temporary).unlink(missing_ok=True)
+    replace_best_effort(store_root / FILE_NAME, json.dumps(memory, indent=1, sort_keys=True).encode())

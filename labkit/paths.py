@@ -7,9 +7,11 @@ alone: Quarto runs each chapter with the chapter's folder as cwd).
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
-__all__ = ["project_root", "data_dir", "runs_root", "jax_cache_dir", "chart_cache_dir", "data_cache_dir"]
+__all__ = ["project_root", "data_dir", "runs_root", "jax_cache_dir", "chart_cache_dir", "data_cache_dir",
+           "replace_best_effort"]
 
 
 def _has_quarto_project(folder: Path) -> bool:
@@ -80,3 +82,21 @@ def data_cache_dir() -> Path:
     """Datasets prepared once (MNIST as float32 arrays), keyed by the source file's content
     (``LABKIT_DATA_CACHE`` overrides)."""
     return _user_cache("LABKIT_DATA_CACHE", "data")
+
+
+def replace_best_effort(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` atomically (temporary file beside it, then ``os.replace``),
+    for caches and hints: a folder that cannot be written only loses them, so a failure
+    returns ``False`` and leaves neither ``path`` damaged nor a temporary file behind."""
+    temporary = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.stem[:16]}-", suffix=".tmp", dir=path.parent)
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+        return True
+    except OSError:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        return False

@@ -22,6 +22,8 @@ from typing import Any, Callable, Iterator
 
 from filelock import FileLock, Timeout
 
+from labkit.paths import replace_best_effort
+
 __all__ = [
     "FORMAT",
     "SUMMARY",
@@ -363,16 +365,7 @@ class Store:
     def _rewrite_summary(folder: Path, lines: list[bytes]) -> None:
         """Replace the index atomically; a line a worker appends meanwhile may be lost (it is
         only a cache: that record is parsed next time).  A read-only store keeps no index."""
-        try:
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".summary.", suffix=".tmp")
-        except OSError:
-            return
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(b"".join(lines))
-            os.replace(tmp, folder / SUMMARY)
-        except OSError:
-            Path(tmp).unlink(missing_ok=True)
+        replace_best_effort(folder / SUMMARY, b"".join(lines))
 
     # -- compute once ------------------------------------------------------
     def get_or_compute(

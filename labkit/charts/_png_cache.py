@@ -22,13 +22,12 @@ import json
 import os
 import struct
 import sys
-import tempfile
 import time
 import zlib
 from pathlib import Path
 from typing import Callable
 
-from labkit.paths import chart_cache_dir
+from labkit.paths import chart_cache_dir, replace_best_effort
 
 __all__ = ["cached_png", "png_key", "is_complete_png"]
 
@@ -120,23 +119,7 @@ def _load(path: Path) -> bytes | None:
 
 
 def _save(path: Path, data: bytes) -> None:
-    temporary = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.stem[:16]}-", suffix=".tmp",
-                                             dir=path.parent)
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-        temporary = None
-    except OSError:
-        pass  # a cache that cannot be written only costs the next render a drawing
-    finally:
-        if temporary is not None:
-            try:
-                os.unlink(temporary)
-            except OSError:
-                pass
+    replace_best_effort(path, data)  # a cache that cannot be written only costs the next render a drawing
 
 
 def cached_png(spec: dict, engine: dict, draw: Callable[[], bytes]) -> bytes:
