@@ -10,12 +10,12 @@ from labkit import _env  # noqa: F401  (sets KERAS_BACKEND before anything impor
 __version__ = "0.1.0"
 
 __all__ = ["Run", "Result", "train", "sweep", "sweep_results", "history_frame", "probe_frame",
-           "start_workers", "memo", "__version__"]
+           "start_workers", "prepare_chapter", "memo", "__version__"]
 
 
 #: Submodules reachable as ``labkit.<name>`` without importing them first.
 _SUBMODULES = ("data", "models", "runs", "sweeps", "store", "charts", "report", "fmt", "profile",
-               "paths", "probes", "quarto", "book", "cache", "cli")
+               "paths", "probes", "quarto", "book", "cache", "cli", "chapter")
 
 
 def __getattr__(name):
@@ -28,6 +28,10 @@ def __getattr__(name):
         from labkit import sweeps as sweep_module
 
         return getattr(sweep_module, name)
+    if name == "prepare_chapter":
+        from labkit.chapter import prepare_chapter
+
+        return prepare_chapter
     if name in _SUBMODULES:
         import importlib
 
