@@ -571,3 +571,67 @@ def test_unwritable_cache_folder_still_renders(tmp_path, monkeypatch, draws):
     second, _ = _renderer.render(small_chart())
     assert second["image/png"] == first["image/png"]
     assert len(draws) == 2  # nothing could be stored: drawn each time
+
+
+# --------------------------------------------------------------------------- display in a kernel
+
+
+@pytest.fixture
+def kernel_display(tmp_path, monkeypatch):
+    """An IPython shell with labkit's chart display, a fresh validation memo and a counter
+    of Altair's validations of whole specs (not of the small objects Altair checks as it
+    builds them)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from labkit.charts import _display
+    from altair.utils import schemapi
+
+    monkeypatch.setenv("LABKIT_CHART_CACHE", str(tmp_path / "charts"))
+    monkeypatch.setattr(_display, "_KNOWN_VALID", set())
+    validations = []
+    real = schemapi.validate_jsonschema
+    monkeypatch.setattr(schemapi, "validate_jsonschema",
+                        lambda spec, *a, **k: (validations.append(1) if "mark" in spec else None)
+                        or real(spec, *a, **k))
+    shell = InteractiveShell.instance()
+    charts.enable()
+    yield shell, validations
+    shell.display_formatter.mimebundle_formatter.pop(alt.TopLevelMixin, None)
+
+
+def _small_chart(y_title="y"):
+    frame = pd.DataFrame({"x": [1, 2, 3], "y": [0.5, np.nan, 0.75]})
+    return alt.Chart(frame).mark_line().encode(x="x:Q", y=alt.Y("y:Q", title=y_title))
+
+
+def test_a_spec_is_validated_at_its_first_display_only(kernel_display):
+    """Same spec again (a re-executed chapter, a new kernel): no validation; another spec: one."""
+    from labkit.charts import _display
+
+    shell, validations = kernel_display
+    first, same, same_later, other = (_small_chart(), _small_chart(), _small_chart(),
+                                      _small_chart(y_title="autre"))
+    data, _ = shell.display_formatter.format(first)
+    assert validations and {"text/html", "image/png"} <= set(data)
+    validations.clear()
+    shell.display_formatter.format(same)
+    assert validations == []
+    _display._KNOWN_VALID.clear()  # a new kernel: the marker on disk is enough
+    again, _ = shell.display_formatter.format(same_later)
+    assert validations == [] and again["image/png"] == data["image/png"]
+    shell.display_formatter.format(other)
+    assert validations
+
+
+def test_an_invalid_chart_shows_altairs_error_and_is_not_remembered(kernel_display):
+    from labkit.charts import _display
+
+    shell, _ = kernel_display
+    bad = _small_chart()
+    bad.width = "wide"  # must be a number or "container"; set after building, as Altair allows
+    data, _ = shell.display_formatter.format(bad)
+    assert data.keys() <= {"text/plain"}  # no chart: Altair printed its error instead
+    key = _display.validation_key(bad.to_dict(validate=False, context={"pre_transform": False}))
+    assert key not in _display._KNOWN_VALID
+    with pytest.raises(Exception, match="width"):
+        _display.displayed_spec(bad)

@@ -254,10 +254,14 @@ def _register_renderer() -> None:
 
 
 def enable() -> None:
-    """Use the labkit renderer and theme for every chart displayed from now on."""
+    """Use the labkit renderer and theme for every chart displayed from now on; in a kernel,
+    validate each distinct spec once (:mod:`labkit.charts._display`)."""
+    from labkit.charts import _display
+
     _register_renderer()
     theme()
     alt.renderers.enable(RENDERER_NAME)
+    _display.register()
 
 
 _register_theme()
