@@ -163,14 +163,3 @@ def test_speed_settings_do_not_change_results(monkeypatch):
     one = runs.execute(run)["history"]
     monkeypatch.setattr(runs, "STEPS_PER_EXECUTION", 32)
     assert runs.execute(run)["history"] == one
-
-
-def test_training_from_device_arrays_gives_the_host_arrays_history(monkeypatch):
-    """Arrays are put on the JAX device before fit (faster): the batches, hence the history,
-    must be those of Keras slicing the NumPy arrays itself."""
-    from labkit import runs
-
-    run = tiny_run(epochs=2)
-    on_device = runs.execute(run)["history"]
-    monkeypatch.setattr(runs, "_fit_arrays", lambda d: (d.x_train, d.y_train, d.x_val, d.y_val))
-    assert runs.execute(run)["history"] == on_device
