@@ -3,7 +3,7 @@
 Run as a fresh process by ``bench/run.py`` with an empty run store
 (``LABKIT_RUNS_DIR``) and an empty JAX compilation cache (``LABKIT_JAX_CACHE``),
 so worker start-up and compilation are included.  Like the chapters, it calls
-``start_workers()`` first: the workers start while it imports Keras.  Prints one JSON line: the
+``prepare_chapter()`` first: the workers start while it imports Keras.  Prints one JSON line: the
 driver's timings and, from the records the workers wrote, each run's timing
 (process id, time in ``execute``, in ``fit``, per epoch) to see where time goes.
 """
@@ -15,10 +15,12 @@ START = time.perf_counter()
 import argparse  # noqa: E402
 import json  # noqa: E402
 
-from labkit import Run, start_workers, sweep  # noqa: E402
+import labkit  # noqa: E402
 
 if __name__ == "__main__":  # (spawned workers import this file too)
-    start_workers()  # as the chapters do: workers start while this script imports Keras
+    labkit.prepare_chapter()  # as the chapters do: workers start while this script imports Keras
+
+from labkit import Run, sweep  # noqa: E402
 
 from labkit.models import mlp  # noqa: E402
 from labkit.runs import open_store  # noqa: E402

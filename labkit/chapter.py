@@ -29,7 +29,8 @@ def prepare_chapter() -> None:
     overlaps the imports (:func:`labkit.start_workers`); then Keras, which every chapter
     loads to build its networks, and the labkit modules the chapters use.  Collection
     is paused while they import (each full collection during the imports walks the
-    growing set again: 1.1 s in a new kernel); they are then frozen.  Calling it again
+    growing set again: importing them took 3.5–3.8 s instead of 4.4–4.7 s); they are
+    then frozen.  Calling it again
     (a kept-alive kernel re-executing the chapter) only freezes what survived the
     previous execution.
     """

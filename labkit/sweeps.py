@@ -73,12 +73,15 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _lower_priority()
     _env.make_single_threaded()
-    _env.enable_compilation_cache()
-    import keras  # noqa: F401
+    gc.disable()  # as in labkit.chapter: no full collections while importing, then none over the imports
+    try:
+        _env.enable_compilation_cache()
+        import keras  # noqa: F401
 
-    from labkit import probes, runs  # noqa: F401
-
-    gc.freeze()  # the imports above are never garbage: full collections skip them (labkit.chapter)
+        from labkit import probes, runs  # noqa: F401
+    finally:
+        gc.enable()
+    gc.freeze()
 
 
 def _lower_priority() -> None:
