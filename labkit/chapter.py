@@ -34,6 +34,7 @@ def prepare_chapter() -> None:
     (a kept-alive kernel re-executing the chapter) only freezes what survived the
     previous execution.
     """
+    collecting = gc.isenabled()
     gc.disable()
     try:
         from labkit.sweeps import start_workers
@@ -43,5 +44,6 @@ def prepare_chapter() -> None:
 
         from labkit import charts, fmt, models, profile, report, runs, sweeps  # noqa: F401
     finally:
-        gc.enable()
+        if collecting:
+            gc.enable()
     gc.freeze()
