@@ -113,7 +113,13 @@ _POOL_ENV: dict[str, str] = {}
 _ENV_PREFIXES = ("LABKIT_", "KERAS_", "XLA_", "JAX_")
 #: ...except those only the driver reads (a chapter that turns the progress report off must
 #: not restart the workers ``start_workers`` started).
-_DRIVER_ONLY = frozenset({"LABKIT_PROGRESS", "LABKIT_WORKERS"})
+_DRIVER_ONLY = frozenset({"LABKIT_PROGRESS", "LABKIT_WORKERS", "LABKIT_IDLE_SECONDS"})
+#: Workers unused for this long are stopped (``LABKIT_IDLE_SECONDS`` overrides).
+IDLE_SECONDS = 60.0
+_POOL_LOCK = threading.RLock()
+_IDLE_TIMER: threading.Timer | None = None
+_SWEEPS_RUNNING = 0
+_LAST_USE = 0.0
 
 
 def _default_workers() -> int:
@@ -136,15 +142,56 @@ def _worker_env() -> dict[str, str]:
 def _pool(size: int) -> ProcessPoolExecutor:
     """The worker pool, restarted when it is too small or the driver's settings changed
     (a worker started with another LABKIT_DATA_DIR would read another dataset)."""
-    global _POOL, _POOL_SIZE, _POOL_ENV
+    global _POOL, _POOL_SIZE, _POOL_ENV, _LAST_USE
     _restore_main_spec()
     env = _worker_env()
-    if _POOL is None or _POOL_SIZE < size or env != _POOL_ENV:
-        shutdown_workers()
-        _POOL = ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("spawn"),
-                                    initializer=_worker_init)
-        _POOL_SIZE, _POOL_ENV = size, env
-    return _POOL
+    with _POOL_LOCK:  # not while an idle stop is under way (_stop_if_still_idle)
+        _LAST_USE = time.monotonic()
+        if _POOL is None or _POOL_SIZE < size or env != _POOL_ENV:
+            shutdown_workers()
+            _POOL = ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_worker_init)
+            _POOL_SIZE, _POOL_ENV = size, env
+        return _POOL
+
+
+def _idle_seconds() -> float:
+    value = os.environ.get("LABKIT_IDLE_SECONDS")
+    if value is None or value.strip() == "":
+        return IDLE_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise ValueError(f"LABKIT_IDLE_SECONDS must be a number of seconds >= 0, got {value!r}; "
+                         "unset it for the default (60)")
+    return seconds
+
+
+def _stop_when_idle() -> None:
+    """Stop the workers once no sweep has used them for ``LABKIT_IDLE_SECONDS`` (default 60).
+
+    Quarto keeps a chapter's kernel alive for 300 s after rendering it, and the workers
+    with it: about half a gigabyte each, held while the next chapters render, unless
+    they stop on their own.  A later sweep starts them again (3–5 s).  Armed when a
+    sweep ends or workers are started ahead; a sweep that begins meanwhile keeps them.
+    """
+    global _IDLE_TIMER, _LAST_USE
+    seconds = _idle_seconds()
+    with _POOL_LOCK:
+        _LAST_USE = time.monotonic()
+        if _IDLE_TIMER is not None:
+            _IDLE_TIMER.cancel()
+        _IDLE_TIMER = threading.Timer(seconds, _stop_if_still_idle, args=(seconds,))
+        _IDLE_TIMER.daemon = True
+        _IDLE_TIMER.start()
+
+
+def _stop_if_still_idle(seconds: float) -> None:
+    with _POOL_LOCK:
+        if _SWEEPS_RUNNING == 0 and time.monotonic() - _LAST_USE >= seconds:
+            shutdown_workers()
 
 
 def _restore_main_spec() -> None:
@@ -183,6 +230,7 @@ def start_workers() -> None:
     pool = _pool(size)
     for _ in range(size):
         pool.submit(_ready)  # the pool starts one process per task while none is idle
+    _stop_when_idle()
 
 
 def shutdown_workers() -> None:
@@ -195,8 +243,9 @@ def shutdown_workers() -> None:
     A worker still running a run is left to finish it.
     """
     global _POOL
-    if _POOL is not None:
+    with _POOL_LOCK:
         pool, _POOL = _POOL, None
+    if pool is not None:
         if all(item.fn is _ready for item in pool._pending_work_items.values()):
             for process in list(pool._processes.values()):
                 process.terminate()
@@ -309,6 +358,22 @@ def _train_missing(missing: list[Run], store: Store, executor: Executor | None, 
     return failures
 
 
+def _train_in_pool(missing: list[Run], store: Store, executor: Executor | None, label: str,
+                   total: int) -> dict[str, str]:
+    """:func:`_train_missing`, with labkit's workers kept from their idle stop meanwhile."""
+    global _SWEEPS_RUNNING
+    if executor is not None:
+        return _train_missing(missing, store, executor, label, total)
+    with _POOL_LOCK:
+        _SWEEPS_RUNNING += 1
+    try:
+        return _train_missing(missing, store, executor, label, total)
+    finally:
+        with _POOL_LOCK:
+            _SWEEPS_RUNNING -= 1
+        _stop_when_idle()
+
+
 def _training_order(runs: Iterable[Run]) -> list[Run]:
     """The runs in the order to train them: the first seed of every configuration, then the
     second seed of every configuration, and so on.
@@ -361,7 +426,7 @@ def sweep_results(make: Callable[..., Run], grid: Mapping[str, Sequence], seeds=
     if missing:
         _last_execution.remember(store.root, trained=True)
     started = time.perf_counter()
-    failures = _train_missing(_training_order(missing.values()), store, executor, label, len(plan)) if missing else {}
+    failures = _train_in_pool(_training_order(missing.values()), store, executor, label, len(plan)) if missing else {}
     if missing:
         _log_sweep(store, label, len(plan), len(missing), len(failures), time.perf_counter() - started)
     if failures:

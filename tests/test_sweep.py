@@ -181,6 +181,41 @@ def test_workers_started_ahead_are_the_ones_the_first_sweep_uses(store_dir, trai
         assert pool.submit(os.nice, 0).result() == min(19, os.nice(0) + sweeps.WORKER_NICENESS)
 
 
+def test_idle_workers_stop_on_their_own_and_a_sweep_meanwhile_keeps_them(store_dir, train_log,
+                                                                         monkeypatch):
+    """Quarto keeps a chapter's kernel alive 300 s after rendering it: its workers must not stay
+    with it.  Sweeps closer together than LABKIT_IDLE_SECONDS share the same workers; once
+    none has used them for that long they stop, and the next sweep starts new ones."""
+    from labkit import sweeps
+
+    monkeypatch.setenv("LABKIT_IDLE_SECONDS", "1.5")
+    sweeps.shutdown_workers()
+    sweep(make, {"lr": [0.05]}, seeds=1)
+    pool = sweeps._POOL
+    processes = list(pool._processes.values())
+    time.sleep(0.5)
+    sweep(make, {"lr": [0.06]}, seeds=1)  # within the delay: same workers
+    assert sweeps._POOL is pool and len(train_log()) == 2
+    deadline = time.monotonic() + 20
+    while sweeps._POOL is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sweeps._POOL is None
+    for process in processes:
+        process.join(timeout=10)
+        assert not process.is_alive()
+    sweep(make, {"lr": [0.07]}, seeds=1)
+    assert sweeps._POOL is not None and sweeps._POOL is not pool and len(train_log()) == 3
+
+
+@pytest.mark.parametrize("value", ["soon", "-1"])
+def test_a_bad_idle_delay_names_the_variable(monkeypatch, value):
+    from labkit import sweeps
+
+    monkeypatch.setenv("LABKIT_IDLE_SECONDS", value)
+    with pytest.raises(ValueError, match=f"LABKIT_IDLE_SECONDS.*{value}"):
+        sweeps._idle_seconds()
+
+
 def test_workers_still_starting_are_terminated_at_shutdown():
     """A chapter whose runs are all stored never uses the workers it started: they are
     terminated at its end, even in the middle of their imports, not waited for."""
