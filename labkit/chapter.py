@@ -30,9 +30,8 @@ def prepare_chapter() -> None:
     loads to build its networks, and the labkit modules the chapters use.  Collection
     is paused while they import (each full collection during the imports walks the
     growing set again: importing them took 3.5–3.8 s instead of 4.4–4.7 s); they are
-    then frozen.  Calling it again
-    (a kept-alive kernel re-executing the chapter) only freezes what survived the
-    previous execution.
+    then frozen.  Calling it again (a kept-alive kernel re-executing the chapter) only
+    freezes what survived the previous execution.
     """
     collecting = gc.isenabled()
     gc.disable()

@@ -169,8 +169,8 @@ def _idle_seconds() -> float:
     return seconds
 
 
-def _stop_when_idle() -> None:
-    """Stop the workers once no sweep has used them for ``LABKIT_IDLE_SECONDS`` (default 60).
+def _stop_when_idle(seconds: float) -> None:
+    """Stop the workers once no sweep has used them for ``seconds`` (``LABKIT_IDLE_SECONDS``).
 
     Quarto keeps a chapter's kernel alive for 300 s after rendering it, and the workers
     with it: about half a gigabyte each, held while the next chapters render, unless
@@ -178,7 +178,6 @@ def _stop_when_idle() -> None:
     sweep ends or workers are started ahead; a sweep that begins meanwhile keeps them.
     """
     global _IDLE_TIMER, _LAST_USE
-    seconds = _idle_seconds()
     with _POOL_LOCK:
         _LAST_USE = time.monotonic()
         if _IDLE_TIMER is not None:
@@ -221,6 +220,7 @@ def start_workers() -> None:
     """
     if require_cached():
         return
+    idle_seconds = _idle_seconds()  # a bad value fails here, before any process starts
     store_root = open_store().root
     likely_warm = _last_execution.trained_last_time(store_root) is False
     _last_execution.remember(store_root, trained=False)  # until one of its sweeps trains
@@ -230,7 +230,7 @@ def start_workers() -> None:
     pool = _pool(size)
     for _ in range(size):
         pool.submit(_ready)  # the pool starts one process per task while none is idle
-    _stop_when_idle()
+    _stop_when_idle(idle_seconds)
 
 
 def shutdown_workers() -> None:
@@ -364,6 +364,7 @@ def _train_in_pool(missing: list[Run], store: Store, executor: Executor | None, 
     global _SWEEPS_RUNNING
     if executor is not None:
         return _train_missing(missing, store, executor, label, total)
+    idle_seconds = _idle_seconds()  # a bad value fails here, before any training
     with _POOL_LOCK:
         _SWEEPS_RUNNING += 1
     try:
@@ -371,7 +372,7 @@ def _train_in_pool(missing: list[Run], store: Store, executor: Executor | None, 
     finally:
         with _POOL_LOCK:
             _SWEEPS_RUNNING -= 1
-        _stop_when_idle()
+        _stop_when_idle(idle_seconds)
 
 
 def _training_order(runs: Iterable[Run]) -> list[Run]:

@@ -208,12 +208,12 @@ def test_idle_workers_stop_on_their_own_and_a_sweep_meanwhile_keeps_them(store_d
 
 
 @pytest.mark.parametrize("value", ["soon", "-1"])
-def test_a_bad_idle_delay_names_the_variable(monkeypatch, value):
-    from labkit import sweeps
-
+def test_a_bad_idle_delay_names_the_variable_before_any_training(store_dir, train_log,
+                                                                  monkeypatch, value):
     monkeypatch.setenv("LABKIT_IDLE_SECONDS", value)
     with pytest.raises(ValueError, match=f"LABKIT_IDLE_SECONDS.*{value}"):
-        sweeps._idle_seconds()
+        sweep(make, {"lr": [0.05]}, seeds=1)
+    assert train_log() == []
 
 
 def test_workers_still_starting_are_terminated_at_shutdown():
