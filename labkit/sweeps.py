@@ -173,9 +173,10 @@ def _stop_when_idle(seconds: float) -> None:
     """Stop the workers once no sweep has used them for ``seconds`` (``LABKIT_IDLE_SECONDS``).
 
     Quarto keeps a chapter's kernel alive for 300 s after rendering it, and the workers
-    with it: about half a gigabyte each, held while the next chapters render, unless
-    they stop on their own.  A later sweep starts them again (3–5 s).  Armed when a
-    sweep ends or workers are started ahead; a sweep that begins meanwhile keeps them.
+    with it: about 0.75 GB each after a full-MNIST run, held while the next chapters
+    render, unless they stop on their own.  A later sweep starts them again (3–5 s).
+    Armed when a sweep ends or workers are started ahead; a sweep that begins meanwhile
+    keeps them.
     """
     global _IDLE_TIMER, _LAST_USE
     with _POOL_LOCK:
