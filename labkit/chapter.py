@@ -17,7 +17,7 @@ tables, charts and models are created after the freeze and collected as usual.
 
 from __future__ import annotations
 
-import gc
+from labkit import _env
 
 __all__ = ["prepare_chapter"]
 
@@ -33,16 +33,10 @@ def prepare_chapter() -> None:
     then frozen.  Calling it again (a kept-alive kernel re-executing the chapter) only
     freezes what survived the previous execution.
     """
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with _env.imports_out_of_gc():
         from labkit.sweeps import start_workers
 
         start_workers()
         import keras  # noqa: F401
 
         from labkit import charts, fmt, models, profile, report, runs, sweeps  # noqa: F401
-    finally:
-        if collecting:
-            gc.enable()
-    gc.freeze()

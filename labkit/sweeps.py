@@ -9,7 +9,6 @@ writes its records to the store itself, so a crash loses nothing finished.
 from __future__ import annotations
 
 import atexit
-import gc
 import itertools
 import json
 import multiprocessing
@@ -62,9 +61,9 @@ def _worker_init() -> None:
     printing a traceback.  They run at a lower priority than the driver (training is
     background work beside an editor, a browser, and the notebook that workers started
     ahead of need overlap); while they train the driver is idle, so they lose nothing
-    there (on shared cores the hardware, not the scheduler, limits what this buys).  The imports are
-    done here, at start, so that a worker started ahead of need is ready when its
-    first run comes.
+    there (on shared cores the hardware, not the scheduler, limits what this buys).
+    The imports are done here, at start, so that a worker started ahead of need is
+    ready when its first run comes, and kept out of garbage collections.
     """
     import signal
 
@@ -73,15 +72,11 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _lower_priority()
     _env.make_single_threaded()
-    gc.disable()  # as in labkit.chapter: no full collections while importing, then none over the imports
-    try:
+    with _env.imports_out_of_gc():
         _env.enable_compilation_cache()
         import keras  # noqa: F401
 
         from labkit import probes, runs  # noqa: F401
-    finally:
-        gc.enable()
-    gc.freeze()
 
 
 def _lower_priority() -> None:
