@@ -1,8 +1,9 @@
 """Sweeps: a grid × seeds of runs, trained in parallel workers, read back as one tidy table.
 
-Only missing runs are trained.  Workers are separate ``spawn`` processes, one
-single-threaded XLA worker per core (measured faster than one multi-threaded
-process, GUIDE §2), kept alive across the sweeps of a chapter.  Each worker
+Only missing runs are trained.  Workers are separate processes (forked from a fork
+server that imported Keras once on Linux, spawned elsewhere), one single-threaded XLA
+worker per core (measured faster than one multi-threaded process, GUIDE §2), kept
+alive across the sweeps of a chapter.  Each worker
 writes its records to the store itself, so a crash loses nothing finished.
 """
 
@@ -52,9 +53,9 @@ class SweepItem:
 WORKER_NICENESS = 10
 
 
-def _worker_init() -> None:
-    """Make this process a single-threaded XLA worker with a persistent compile cache,
-    Keras and labkit's training code imported.
+def _worker_init(settings: dict[str, str]) -> None:
+    """Make this process a single-threaded XLA worker with the driver's ``settings``, a
+    persistent compile cache, Keras and labkit's training code imported.
 
     Workers ignore SIGINT: an interrupt (Ctrl-C, a kernel shut down by Jupyter) is
     the driver's to handle; it stops the pool cleanly instead of every worker
@@ -62,21 +63,30 @@ def _worker_init() -> None:
     background work beside an editor, a browser, and the notebook that workers started
     ahead of need overlap); while they train the driver is idle, so they lose nothing
     there (on shared cores the hardware, not the scheduler, limits what this buys).
-    The imports are done here, at start, so that a worker started ahead of need is
-    ready when its first run comes, and kept out of garbage collections.
+    The imports are done here, at start (a forked worker has them already), so that a
+    worker started ahead of need is ready when its first run comes.
     """
     import signal
 
     from labkit import _env
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _adopt(settings)
     _lower_priority()
     _env.make_single_threaded()
-    with _env.imports_out_of_gc():
-        _env.enable_compilation_cache()
-        import keras  # noqa: F401
+    from labkit import _worker_imports
 
-        from labkit import probes, runs  # noqa: F401
+    _worker_imports.import_stack()
+    _env.enable_compilation_cache()
+
+
+def _adopt(settings: dict[str, str]) -> None:
+    """Take the driver's labkit settings: a forked worker has the fork server's environment,
+    which is the driver's as it was when the server started."""
+    for name in [name for name in os.environ if name.startswith(_ENV_PREFIXES)]:
+        if name not in settings and name not in _DRIVER_ONLY:
+            del os.environ[name]
+    os.environ.update(settings)
 
 
 def _lower_priority() -> None:
@@ -109,6 +119,11 @@ _ENV_PREFIXES = ("LABKIT_", "KERAS_", "XLA_", "JAX_")
 #: ...except those only the driver reads (a chapter that turns the progress report off must
 #: not restart the workers ``start_workers`` started).
 _DRIVER_ONLY = frozenset({"LABKIT_PROGRESS", "LABKIT_WORKERS", "LABKIT_IDLE_SECONDS"})
+#: Of those, these are read when Keras and JAX are imported: a worker forked from a server that
+#: imported them with other values would not honour the driver's (``_context``).
+_IMPORT_PREFIXES = ("KERAS_", "XLA_", "JAX_")
+#: The import-time settings the fork server was started with (None: not started by labkit).
+_FORKSERVER_SETTINGS: dict[str, str] | None = None
 #: Workers unused for this long are stopped (``LABKIT_IDLE_SECONDS`` overrides).
 IDLE_SECONDS = 60.0
 _POOL_LOCK = threading.RLock()
@@ -144,10 +159,28 @@ def _pool(size: int) -> ProcessPoolExecutor:
         _LAST_USE = time.monotonic()
         if _POOL is None or _POOL_SIZE < size or env != _POOL_ENV:
             shutdown_workers()
-            _POOL = ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_worker_init)
+            _POOL = ProcessPoolExecutor(size, mp_context=_context(env), initializer=_worker_init,
+                                        initargs=(env,))
             _POOL_SIZE, _POOL_ENV = size, env
         return _POOL
+
+
+def _context(env: dict[str, str]) -> multiprocessing.context.BaseContext:
+    """How workers start: forked from a fork server that imported Keras once (Linux),
+    else spawned (each imports Keras itself, 3–5 s).
+
+    The fork server keeps the Keras and JAX it imported, with the settings read at import
+    (``XLA_FLAGS``...): when the driver's differ from those, workers are spawned, which
+    honours them.  macOS and Windows spawn: forking is unsafe there with system libraries.
+    """
+    global _FORKSERVER_SETTINGS
+    settings = {name: value for name, value in env.items() if name.startswith(_IMPORT_PREFIXES)}
+    if sys.platform.startswith("linux") and _FORKSERVER_SETTINGS in (None, settings):
+        _FORKSERVER_SETTINGS = settings
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["labkit._worker_imports"])
+        return context
+    return multiprocessing.get_context("spawn")
 
 
 def _idle_seconds() -> float:
@@ -193,9 +226,9 @@ def _restore_main_spec() -> None:
     """Give ``__main__`` back the ``__spec__`` that IPython's ``%reset`` deletes.
 
     Quarto's setup cell ends with ``%reset``, and in a kernel ``__main__`` is the user
-    namespace: without ``__spec__``, multiprocessing cannot start a ``spawn`` process
-    ("module '__main__' has no attribute '__spec__'").  ``None`` is what a kernel has
-    before the reset.
+    namespace: without ``__spec__``, multiprocessing can start neither a ``spawn`` process
+    nor a fork server ("module '__main__' has no attribute '__spec__'").  ``None`` is what
+    a kernel has before the reset.
     """
     main = sys.modules.get("__main__")
     if main is not None and not hasattr(main, "__spec__"):
@@ -207,7 +240,9 @@ def start_workers() -> None:
 
     A worker takes seconds to start (Python, Keras, JAX: 3–5 s on the book's 2 cores).
     Called at the top of a notebook, that start-up overlaps the notebook's own imports
-    and model building instead of delaying its first sweep.  In a chapter, it does so
+    and model building instead of delaying its first sweep.  On Linux what starts is the
+    fork server (``_context``): it imports Keras once, and the first sweep forks its
+    workers from it in a fraction of a second.  In a chapter, it does so
     only when the chapter is likely to train: on its first execution with this store,
     or when it trained last time (``labkit._last_execution``); a chapter that re-renders
     warm is not slowed by workers it will not use.  Workers that turn out unused are
@@ -222,7 +257,17 @@ def start_workers() -> None:
     _last_execution.remember(store_root, trained=False)  # until one of its sweeps trains
     if likely_warm or (_POOL is not None and _POOL_ENV == _worker_env()):
         return
-    size = _default_workers()
+    _start_ahead(_default_workers(), idle_seconds)
+
+
+def _start_ahead(size: int, idle_seconds: float) -> None:
+    """Start the fork server, or else ``size`` spawned workers, without waiting for them."""
+    _restore_main_spec()
+    if _context(_worker_env()).get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()  # returns at once; the server imports in the background
+        return
     pool = _pool(size)
     for _ in range(size):
         pool.submit(_ready)  # the pool starts one process per task while none is idle

@@ -264,6 +264,7 @@ def test_a_chapter_starts_sweep_workers_after_quartos_reset(tmp_path):
     must still start its workers, in a new kernel and again in a kept-alive one."""
     code = ("import os\nfrom labkit import sweeps\n"
             "sweeps.shutdown_workers()  # each execution starts its own\n"
+            "sweeps._start_ahead(1, 60.0)  # what start_workers() does in a chapter\n"
             "worker = sweeps._pool(1).submit(os.getpid).result()\n")
     first, again = _executed_twice_in_one_kernel(tmp_path / "workers.qmd", code, "worker != os.getpid()")
     assert first.inline == again.inline == {"worker != os.getpid()": "True"}

@@ -159,13 +159,24 @@ def test_progress_goes_to_the_terminal_not_the_notebook(tmp_path, monkeypatch, c
     assert "[labkit] demo: 2/3 runs (1 cached)" in terminal.read_text()
 
 
-def test_workers_started_ahead_are_the_ones_the_first_sweep_uses(store_dir, train_log, monkeypatch):
+@pytest.fixture
+def spawned_workers(monkeypatch):
+    """Workers spawned, as on macOS and Windows (or when the fork server's settings differ)."""
+    from labkit import sweeps
+
+    sweeps.shutdown_workers()
+    monkeypatch.setattr(sweeps, "_FORKSERVER_SETTINGS", {"XLA_FLAGS": "not the driver's"})
+    yield
+    sweeps.shutdown_workers()
+
+
+def test_workers_started_ahead_are_the_ones_the_first_sweep_uses(store_dir, train_log, monkeypatch,
+                                                                 spawned_workers):
     """``start_workers()`` at the top of a chapter: the sweep trains in those processes, even
     after the chapter changed a setting only the driver reads (the progress report).  They
     run at a lower priority than the driver: started ahead, they must not slow it."""
     from labkit import start_workers, sweeps
 
-    sweeps.shutdown_workers()
     start_workers()
     pool = sweeps._POOL
     started = {process.pid for process in pool._processes.values()}
@@ -216,16 +227,62 @@ def test_a_bad_idle_delay_names_the_variable_before_any_training(store_dir, trai
     assert train_log() == []
 
 
-def test_workers_still_starting_are_terminated_at_shutdown():
+def test_workers_still_starting_are_terminated_at_shutdown(spawned_workers):
     """A chapter whose runs are all stored never uses the workers it started: they are
     terminated at its end, even in the middle of their imports, not waited for."""
     from labkit import start_workers, sweeps
 
-    sweeps.shutdown_workers()
     start_workers()
     workers = list(sweeps._POOL._processes.values())
     sweeps.shutdown_workers()
     assert workers and all(process.exitcode == -signal.SIGTERM for process in workers)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are spawned off Linux")
+def test_on_linux_workers_are_forked_from_a_server_that_imported_keras(store_dir, monkeypatch):
+    """The fork server imports Keras and JAX once; workers forked from it skip those 4-5 s.
+    They still take the driver's labkit settings of the moment, not the server's."""
+    from multiprocessing import forkserver
+
+    from labkit import start_workers, sweeps
+
+    sweeps.shutdown_workers()
+    start_workers()
+    assert sweeps._POOL is None  # only the server started ahead: forking a worker is cheap
+    monkeypatch.setenv("LABKIT_TEST_SETTING", "set after the server started")
+    pool = sweeps._pool(1)
+    assert pool.submit(os.getenv, "LABKIT_TEST_SETTING").result() == "set after the server started"
+    server = forkserver._forkserver._forkserver_pid
+    assert pool.submit(os.getppid).result() == server
+    with open(f"/proc/{server}/maps", encoding="utf-8") as maps:
+        assert "jaxlib" in maps.read()  # the server holds JAX, which its children inherit
+    sweeps.shutdown_workers()
+
+
+def test_workers_are_spawned_when_the_fork_servers_import_settings_differ(monkeypatch):
+    """XLA_FLAGS and the like are read when JAX is imported: a worker forked from a server that
+    imported JAX with other values would not honour the driver's."""
+    from labkit import sweeps
+
+    monkeypatch.setattr(sweeps, "_FORKSERVER_SETTINGS", None)
+    env = sweeps._worker_env()
+    first = sweeps._context(env).get_start_method()
+    assert first == ("forkserver" if sys.platform.startswith("linux") else "spawn")
+    assert sweeps._context({**env, "LABKIT_RUNS_DIR": "elsewhere"}).get_start_method() == first
+    other_flags = {**env, "XLA_FLAGS": env.get("XLA_FLAGS", "") + " --xla_cpu_enable_fast_math=false"}
+    assert sweeps._context(other_flags).get_start_method() == "spawn"
+
+
+def test_a_worker_takes_the_drivers_labkit_settings(monkeypatch):
+    """What a forked worker does first: settings the driver removed are removed, others set."""
+    from labkit import sweeps
+
+    monkeypatch.setattr(os, "environ", {"HOME": "/home/student", "LABKIT_GONE": "the server had it",
+                                        "LABKIT_PROGRESS": "0"})  # a worker's, not this process's
+    sweeps._adopt({"LABKIT_RUNS_DIR": "/the/driver/store"})
+    # LABKIT_PROGRESS is the driver's own: never sent, never removed.
+    assert os.environ == {"HOME": "/home/student", "LABKIT_PROGRESS": "0",
+                          "LABKIT_RUNS_DIR": "/the/driver/store"}
 
 
 def test_no_workers_are_started_when_training_is_forbidden(monkeypatch):
@@ -251,7 +308,7 @@ def test_a_chapter_warm_last_time_starts_no_workers_ahead(store_dir, in_a_chapte
 
     sweeps.shutdown_workers()
     pools = []
-    monkeypatch.setattr(sweeps, "_pool", lambda size: pools.append(size) or _NoPool())
+    monkeypatch.setattr(sweeps, "_start_ahead", lambda size, idle_seconds: pools.append(size))
     root = open_store().root
 
     def starts_workers() -> bool:
@@ -270,11 +327,6 @@ def test_a_chapter_warm_last_time_starts_no_workers_ahead(store_dir, in_a_chapte
     assert _last_execution.trained_last_time(root) is None
     (root / _last_execution.FILE_NAME).write_text("{not json")  # a damaged hint means "unknown"
     assert _last_execution.trained_last_time(root) is None and starts_workers()
-
-
-class _NoPool:
-    def submit(self, fn, *args):
-        return None
 
 
 def test_a_sweep_that_trains_is_remembered(store_dir, in_a_chapter, train_log):
