@@ -434,10 +434,29 @@ def _training_order(runs: Iterable[Run]) -> list[Run]:
     return [run for round_ in rounds for run in round_ if run is not None]
 
 
+#: How a run whose worker died is reported (``_describe``).
+_WORKER_DIED = "its worker process died twice (killed, out of memory, or failing at start)"
+
+
 def _describe(error: BaseException) -> str:
     if isinstance(error, BrokenProcessPool):
-        return "its worker process died twice (killed, or out of memory)"
+        return _WORKER_DIED
     return f"{type(error).__name__}: {error}"
+
+
+def _unguarded_script_hint(messages: Iterable[str]) -> str:
+    """The usual reason why workers die at start when the driver is a script.
+
+    Each worker imports the script that started the sweep (as ``__mp_main__``): a
+    script whose sweep is not under ``if __name__ == "__main__":`` starts it again from
+    every worker, which multiprocessing refuses (its message is printed above ours).
+    """
+    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    if script is None or _WORKER_DIED not in messages:
+        return ""
+    return (f"\nIf no worker was killed: each worker imports the script that started it ({script}); "
+            'a script must start its sweeps under `if __name__ == "__main__":` '
+            "(multiprocessing's own message is printed above).")
 
 
 def sweep_results(make: Callable[..., Run], grid: Mapping[str, Sequence], seeds=1,
@@ -476,6 +495,7 @@ def sweep_results(make: Callable[..., Run], grid: Mapping[str, Sequence], seeds=
         raise SweepError(
             f"{len(failures)} of {len(plan)} runs of {label!r} failed (the {len(plan) - len(failures)} "
             f"others are stored; re-running the sweep retries only the failed ones):\n{lines}"
+            f"{_unguarded_script_hint(failures.values())}"
         )
     items = [SweepItem(point, seed, _result(store, run, stored.get(run.key))) for point, seed, run in plan]
     _mark_results_exist()

@@ -235,6 +235,27 @@ def test_consistent_checksum_but_wrong_content_is_not_served(store_dir, train_lo
     FAULTS["injected"] += 1
 
 
+def test_a_script_without_a_main_guard_is_told_how_to_fix_it(tmp_path, store_dir):
+    """Workers import the script that started them: an unguarded sweep kills every worker at
+    start.  The error must say so, not only that workers died."""
+    script = tmp_path / "my_sweep.py"
+    script.write_text(textwrap.dedent("""
+        from labkit import Run, sweep
+        from labkit.models import mlp
+
+        run = Run(model=mlp(hidden=(4,)), data="mnist", train_size=100, epochs=1, batch_size=50,
+                  optimizer="sgd", learning_rate=0.1)
+        sweep(lambda lr: run.replace(learning_rate=lr), {"lr": [0.1]})
+    """), encoding="utf-8")
+    env = {**os.environ, "LABKIT_WORKERS": "1", "LABKIT_PROGRESS": "0"}
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode != 0 and "SweepError: 1 of 1 runs" in done.stderr
+    hint = next(line for line in done.stderr.splitlines() if line.startswith("If no worker was killed"))
+    assert str(script) in hint and 'under `if __name__ == "__main__":`' in hint
+    FAULTS["injected"] += 1
+
+
 def test_zz_fault_figures(capsys):
     """Prints the suite's figures (faults injected, records lost, damaged served, trained twice)."""
     with capsys.disabled():
