@@ -176,10 +176,17 @@ def _context(env: dict[str, str]) -> multiprocessing.context.BaseContext:
     global _FORKSERVER_SETTINGS
     settings = {name: value for name, value in env.items() if name.startswith(_IMPORT_PREFIXES)}
     if sys.platform.startswith("linux") and _FORKSERVER_SETTINGS in (None, settings):
-        _FORKSERVER_SETTINGS = settings
+        from multiprocessing import forkserver
+
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["labkit._worker_imports"])
-        return context
+        try:
+            forkserver.ensure_running()  # returns at once; the server imports in the background
+        except OSError as error:  # e.g. no Unix sockets in a sandbox: spawn, as elsewhere
+            _FORKSERVER_SETTINGS = {"unavailable": str(error)}
+        else:
+            _FORKSERVER_SETTINGS = settings
+            return context
     return multiprocessing.get_context("spawn")
 
 
@@ -264,10 +271,7 @@ def _start_ahead(size: int, idle_seconds: float) -> None:
     """Start the fork server, or else ``size`` spawned workers, without waiting for them."""
     _restore_main_spec()
     if _context(_worker_env()).get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()  # returns at once; the server imports in the background
-        return
+        return  # the server is starting; forking a worker from it at the first sweep is quick
     pool = _pool(size)
     for _ in range(size):
         pool.submit(_ready)  # the pool starts one process per task while none is idle

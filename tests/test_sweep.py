@@ -273,6 +273,22 @@ def test_workers_are_spawned_when_the_fork_servers_import_settings_differ(monkey
     assert sweeps._context(other_flags).get_start_method() == "spawn"
 
 
+def test_workers_are_spawned_when_no_fork_server_can_start(monkeypatch):
+    """A sandbox without Unix sockets cannot run the fork server: workers are spawned instead."""
+    from multiprocessing import forkserver
+
+    from labkit import sweeps
+
+    def no_sockets():
+        raise PermissionError("socket(AF_UNIX) denied")
+
+    monkeypatch.setattr(sweeps, "_FORKSERVER_SETTINGS", None)
+    monkeypatch.setattr(forkserver, "ensure_running", no_sockets)
+    env = sweeps._worker_env()
+    assert sweeps._context(env).get_start_method() == "spawn"
+    assert sweeps._context(env).get_start_method() == "spawn"  # not tried again
+
+
 def test_a_worker_takes_the_drivers_labkit_settings(monkeypatch):
     """What a forked worker does first: settings the driver removed are removed, others set."""
     from labkit import sweeps
