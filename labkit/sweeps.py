@@ -3,8 +3,8 @@
 Only missing runs are trained.  Workers are separate processes (forked from a fork
 server that imported Keras once on Linux, spawned elsewhere), one single-threaded XLA
 worker per core (measured faster than one multi-threaded process, GUIDE §2), kept
-alive across the sweeps of a chapter.  Each worker
-writes its records to the store itself, so a crash loses nothing finished.
+alive across the sweeps of a chapter.  Each worker writes its records to the store
+itself, so a crash loses nothing finished.
 """
 
 from __future__ import annotations
@@ -122,7 +122,8 @@ _DRIVER_ONLY = frozenset({"LABKIT_PROGRESS", "LABKIT_WORKERS", "LABKIT_IDLE_SECO
 #: Of those, these are read when Keras and JAX are imported: a worker forked from a server that
 #: imported them with other values would not honour the driver's (``_context``).
 _IMPORT_PREFIXES = ("KERAS_", "XLA_", "JAX_")
-#: The import-time settings the fork server was started with (None: not started by labkit).
+#: The import-time settings the fork server was started with: None until labkit starts it;
+#: ``{"unavailable": why}``, which no driver's settings match, when it could not start.
 _FORKSERVER_SETTINGS: dict[str, str] | None = None
 #: Workers unused for this long are stopped (``LABKIT_IDLE_SECONDS`` overrides).
 IDLE_SECONDS = 60.0
