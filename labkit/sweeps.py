@@ -210,7 +210,8 @@ def _stop_when_idle(seconds: float) -> None:
 
     Quarto keeps a chapter's kernel alive for 300 s after rendering it, and the workers
     with it: about 0.75 GB each after a full-MNIST run, held while the next chapters
-    render, unless they stop on their own.  A later sweep starts them again (3–5 s).
+    render, unless they stop on their own.  A later sweep starts them again: forked from
+    the fork server in a fraction of a second on Linux, spawned in 3–5 s elsewhere.
     Armed when a sweep ends or workers are started ahead; a sweep that begins meanwhile
     keeps them.
     """
