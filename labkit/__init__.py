@@ -1,43 +1,38 @@
 """labkit: the small library behind the lab book.
 
-A chapter declares runs (plain data), labkit trains the missing ones in parallel
-workers, stores each result as a JSON record and hands back tidy DataFrames for
-charts and verdicts.  ``KERAS_BACKEND`` is set to ``jax`` before Keras loads.
+A chapter builds and compiles its Keras models, describes each training as a
+:class:`Run` (plain data, hashed into a key), and asks :func:`sweep` for a grid of
+them: stored runs are read back, missing ones are trained in parallel worker
+processes by :func:`fit` (plain Keras), and the results come back as one tidy table.
+
+    data      the two datasets, checked by content; seeded splits
+    runs      Run, fit, train, Result: one training as data
+    store     checked JSON records on disk; memo for results that are not runs
+    sweep     grid × seeds in worker processes (loky), tidy frames
+    probes    measurements inside a network during training
+    models    parameters counted by hand next to Keras' count
+    report    verdicts of expectations, guarded sentences, limits
+    fr        French numbers for the prose (babel)
+    charts    Altair figures: interactive on the site, PNG in the PDF
+    settings  every LABKIT_* variable, checked where read
 """
 
-from labkit import _env  # noqa: F401  (sets KERAS_BACKEND before anything imports Keras)
+from labkit import _env  # noqa: F401  (backend and XLA flags before anything imports Keras)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-__all__ = ["Run", "Result", "train", "sweep", "sweep_results", "history_frame", "probe_frame",
-           "start_workers", "prepare_chapter", "memo", "__version__"]
+__all__ = ["Run", "Result", "fit", "train", "sweep", "memo", "choose", "__version__"]
 
-
-#: Submodules reachable as ``labkit.<name>`` without importing them first.
-_SUBMODULES = ("data", "models", "runs", "sweeps", "store", "charts", "report", "fmt", "profile",
-               "paths", "probes", "quarto", "book", "cache", "cli", "chapter")
+_LAZY = {"Run": "runs", "Result": "runs", "fit": "runs", "train": "runs", "sweep": "sweep",
+         "memo": "store", "choose": "settings"}
 
 
 def __getattr__(name):
-    # Lazy: `import labkit` stays cheap (the CLI, the worker start-up, the tests).
-    if name in ("Run", "Result", "train"):
-        from labkit import runs
+    # Lazy, so that `import labkit` stays cheap for the command line and the workers.
+    import importlib
 
-        return getattr(runs, name)
-    if name in ("sweep", "sweep_results", "history_frame", "probe_frame", "start_workers"):
-        from labkit import sweeps as sweep_module
-
-        return getattr(sweep_module, name)
-    if name == "prepare_chapter":
-        from labkit.chapter import prepare_chapter
-
-        return prepare_chapter
-    if name in _SUBMODULES:
-        import importlib
-
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"labkit.{_LAZY[name]}"), name)
+    if name in ("data", "runs", "store", "sweep", "probes", "models", "report", "fr", "charts", "settings"):
         return importlib.import_module(f"labkit.{name}")
-    if name == "memo":
-        from labkit.cache import memo
-
-        return memo
     raise AttributeError(f"module 'labkit' has no attribute {name!r}")

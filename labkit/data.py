@@ -1,200 +1,216 @@
-"""Datasets of the book (MNIST, California housing) and the seeded splits runs share.
+"""The book's two datasets, checked by content, and the seeded splits every run shares.
 
-Datasets are read from the data directory first (``LABKIT_DATA_DIR`` or
-``<project>/data``), else downloaded through Keras / scikit-learn.  Splits are
-described by plain values (seed, sizes) so that they enter a run's key.
+A run's key names its dataset (``mnist`` or ``california``) but not the files it was
+read from, so labkit accepts only the genuine datasets: the arrays loaded must have the
+published content (a sha256 of the arrays, not of the file: the same arrays come in
+differently packed files, and a genuine download must pass).  Anything else is refused
+with a message naming the file and how to get the real one, before any training.
+
+Files are read from the data directory (``LABKIT_DATA_DIR``, default ``<project>/data``),
+else downloaded through Keras or scikit-learn.  Nothing is unpickled unchecked:
+scikit-learn caches California housing as a pickle, which is first read with an
+unpickler that admits only NumPy arrays.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import os
+import pickle
+import shutil
+import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from labkit.paths import data_dir
+from labkit import settings
 
-__all__ = [
-    "DATASETS",
-    "DatasetUnavailable",
-    "Split",
-    "mnist",
-    "california",
-    "split",
-    "split_sizes",
-    "check_finite",
-]
+__all__ = ["DATASETS", "DatasetError", "Split", "mnist", "california", "split", "split_sizes"]
 
-#: Names a run's ``data`` field accepts.
 DATASETS = ("mnist", "california")
-CALIFORNIA_TARGET = "MedHouseVal"
-#: Rows of each dataset as published: MNIST (training, test) images, California block groups.
+TARGET = "MedHouseVal"
 MNIST_ROWS = (60_000, 10_000)
 CALIFORNIA_ROWS = 20_640
+#: sha256 of the genuine arrays (see ``_digest``): Keras' MNIST as uint8, the same prepared
+#: as float32 in [0, 1] and int64 labels, and scikit-learn's California housing frame.
+MNIST_SHA256 = "52cd6c10ae77107af32269dd9d10ca19c1b749e83235a0c75e2f0729ebeaf141"
+PREPARED_SHA256 = "f71f8e40803e8833437ecfb507a838ab43507cc0fd78fbe0212010398a32cc9d"
+CALIFORNIA_SHA256 = "5d0e59946a5795729246cff64e217e3b6cb4540f40ce5374446ee7f284c4b2ec"
 
 
-class DatasetUnavailable(RuntimeError):
-    """A dataset is neither in the data directory nor downloadable."""
+class DatasetError(RuntimeError):
+    """A dataset that is missing, damaged or not the genuine one (the message says what to do)."""
 
 
-def _unavailable(name: str, expected: Path, cause: Exception) -> DatasetUnavailable:
-    return DatasetUnavailable(
-        f"{name} is not in the data directory and could not be downloaded ({cause}).\n"
-        f"Put a copy at {expected} (or set LABKIT_DATA_DIR to a folder that holds it), "
-        "or run once with internet access so it is downloaded."
-    )
+def _digest(arrays) -> str:
+    """sha256 of arrays' dtypes, shapes and bytes: identical for identical content."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
 
 
-@functools.lru_cache(maxsize=2)
-def _mnist_arrays(folder: str):
-    path = Path(folder) / "mnist.npz"
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as f:
-            return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
-    import keras
+def _refuse(path: Path, problem: str) -> DatasetError:
+    return DatasetError(
+        f"{path}: {problem}. labkit trains only on the genuine dataset (a run's key does not "
+        f"record the file). Delete or replace this file with the genuine one, or point "
+        "LABKIT_DATA_DIR at a folder that holds it; with internet access and no file, "
+        "labkit downloads it through Keras / scikit-learn.")
 
+
+# -- MNIST -------------------------------------------------------------------------------
+def _mnist_source(folder: Path):
+    path = folder / "mnist.npz"
+    if not path.exists():
+        import keras
+
+        try:
+            return keras.datasets.mnist.load_data(), "Keras' download"
+        except Exception as error:  # noqa: BLE001  (any download failure means the same here)
+            raise DatasetError(f"MNIST is not at {path} and could not be downloaded ({error}); copy "
+                               "Keras' mnist.npz there, set LABKIT_DATA_DIR, or run once online") from None
     try:
-        return keras.datasets.mnist.load_data()
-    except Exception as error:  # noqa: BLE001  (any download failure means the same thing here)
-        raise _unavailable("MNIST", path, error) from error
+        with np.load(path, allow_pickle=False) as arrays:
+            parts = [arrays[name] for name in ("x_train", "y_train", "x_test", "y_test")]
+    except Exception as error:  # noqa: BLE001  (BadZipFile, EOFError, KeyError, ValueError...)
+        raise _refuse(path, f"cannot be read as Keras' mnist.npz ({type(error).__name__}: {error})") from None
+    return ((parts[0], parts[1]), (parts[2], parts[3])), path
 
 
-def mnist(flatten: bool = True):
-    """MNIST as ``(x_train, y_train), (x_test, y_test)``: float32 pixels in [0, 1].
-
-    Images are flattened to 784 values by default (dense networks).  Reads
-    ``<data>/mnist.npz`` (Keras' keys, no pickle) before asking Keras to download.
-    The arrays are prepared once per process and shared, hence read-only: copy
-    one before changing it.
-    """
-    return _mnist_prepared(str(data_dir()), flatten)
+def _prepare(source):
+    (x_train, y_train), (x_test, y_test) = source
+    flat = [x.astype("float32").reshape(len(x), -1) / 255.0 for x in (x_train, x_test)]
+    return flat[0], y_train.astype("int64"), flat[1], y_test.astype("int64")
 
 
-#: Names of the prepared MNIST arrays, in the order ``mnist()`` returns them.
-_MNIST_PARTS = ("x_train", "y_train", "x_test", "y_test")
-#: Bump when the preparation changes: older prepared copies are then ignored.
-_PREPARED_VERSION = 1
-
-
-@functools.lru_cache(maxsize=2)
-def _mnist_prepared(folder: str, flatten: bool):
-    """The prepared arrays, from the prepared copy when there is one.
-
-    Decompressing the npz and converting 70,000 images to float32 takes about a
-    second, in every worker of every sweep and in every chapter that reads
-    labels.  The prepared copy is a set of ``.npy`` files mapped into memory
-    (read-only, shared by the processes through the page cache), keyed by the
-    npz's content; its values are the very floats computed here.
-    """
-    source = Path(folder) / "mnist.npz"
-    cached = _prepared_folder(source, flatten)
-    arrays = _read_prepared(cached, flatten) if cached is not None else None
-    if arrays is None:
-        arrays = _prepare_mnist(folder, flatten)
-        if cached is not None:
-            _write_prepared(cached, arrays)
-    (x_train, y_train), (x_test, y_test) = arrays
-    return ((_read_only(x_train), _read_only(y_train)), (_read_only(x_test), _read_only(y_test)))
-
-
-def _prepared_folder(source: Path, flatten: bool) -> Path | None:
-    """Where the prepared copy of ``source`` lives (None: no local npz to key it on)."""
-    if not source.is_file():
-        return None
-    import hashlib
-
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:24]
-    from labkit.paths import data_cache_dir
-
-    return data_cache_dir() / f"mnist-v{_PREPARED_VERSION}-{'flat' if flatten else 'images'}-{digest}"
-
-
-def _expected_shapes(flatten: bool) -> list[tuple[tuple, str]]:
-    """(shape, dtype) of each of ``_MNIST_PARTS``."""
-    image = (784,) if flatten else (28, 28)
-    n_train, n_test = MNIST_ROWS
-    return [((n_train, *image), "float32"), ((n_train,), "int64"),
-            ((n_test, *image), "float32"), ((n_test,), "int64")]
-
-
-def _read_prepared(folder: Path, flatten: bool):
-    """The prepared arrays, memory-mapped; None when missing or damaged (then rebuilt)."""
-    arrays = []
+def _read_prepared(folder: Path):
     try:
-        for name, (shape, dtype) in zip(_MNIST_PARTS, _expected_shapes(flatten)):
-            array = np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False))
-            if array.shape != shape or array.dtype != dtype:
-                return None
-            arrays.append(array)
+        arrays = [np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+                  for name in ("x_train", "y_train", "x_test", "y_test")]
     except (OSError, ValueError):
         return None
-    x_train, y_train, x_test, y_test = arrays
-    return (x_train, y_train), (x_test, y_test)
+    return arrays if _digest(arrays) == PREPARED_SHA256 else None
 
 
 def _write_prepared(folder: Path, arrays) -> None:
-    """Write the copy atomically (a folder renamed into place); a cache that cannot be
-    written (read-only home, full disk) costs only the time it would have saved."""
-    import shutil
-    import tempfile
-
-    (x_train, y_train), (x_test, y_test) = arrays
+    """Write the prepared copy atomically (a folder renamed into place); failing only costs time."""
     staging = None
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".staging-"))
-        for name, array in zip(_MNIST_PARTS, (x_train, y_train, x_test, y_test)):
+        for name, array in zip(("x_train", "y_train", "x_test", "y_test"), arrays):
             np.save(staging / f"{name}.npy", array, allow_pickle=False)
-        if folder.exists():  # damaged, or written meanwhile by another process
-            shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
         os.replace(staging, folder)
     except OSError:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _prepare_mnist(folder: str, flatten: bool):
-    (x_train, y_train), (x_test, y_test) = _mnist_arrays(folder)
+@functools.lru_cache(maxsize=1)
+def _mnist(folder: str):
+    """Converting 70,000 images to float32 takes about a second in every worker, so the
+    result is kept as memory-mapped ``.npy`` files shared through the page cache.  That
+    copy is served only while its content hashes to :data:`PREPARED_SHA256`."""
+    cached = settings.cache_dir("data") / "mnist-prepared-v1"
+    arrays = _read_prepared(cached)
+    if arrays is None:
+        source, origin = _mnist_source(Path(folder))
+        (x_train, y_train), (x_test, y_test) = source
+        if _digest([x_train, y_train, x_test, y_test]) != MNIST_SHA256:
+            raise _refuse(Path(str(origin)), "its arrays are not the genuine MNIST (content differs)")
+        arrays = _prepare(source)
+        _write_prepared(cached, arrays)
+    for array in arrays:
+        if isinstance(array, np.ndarray) and array.flags.writeable:
+            array.flags.writeable = False
+    return tuple(arrays)
 
-    def prepare(x, what):
-        x = x.astype("float32") / 255.0
-        x = x.reshape(len(x), -1) if flatten else x
-        check_finite(x, what)
-        return x
 
-    return ((prepare(x_train, "mnist x_train"), y_train.astype("int64")),
-            (prepare(x_test, "mnist x_test"), y_test.astype("int64")))
+def mnist():
+    """``(x_train, y_train), (x_test, y_test)``: 784 float32 pixels in [0, 1], int64 labels.
 
-
-def _read_only(array: np.ndarray) -> np.ndarray:
-    array.flags.writeable = False
-    return array
+    The arrays are shared read-only: copy one before changing it.
+    """
+    x_train, y_train, x_test, y_test = _mnist(str(settings.data_dir()))
+    return (x_train, y_train), (x_test, y_test)
 
 
-@functools.lru_cache(maxsize=2)
-def _california_frame(folder: str) -> pd.DataFrame:
+# -- California housing ----------------------------------------------------------------
+class _ArraysOnly:
+    """An unpickler mix-in that refuses every global but the few a pickled NumPy array
+    needs: reading a crafted file runs no code."""
+
+    ALLOWED = {("joblib.numpy_pickle", "NumpyArrayWrapper"), ("numpy", "ndarray"), ("numpy", "dtype"),
+               ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _vet_pickle(path: Path) -> None:
+    """Walk the pickle of scikit-learn's cache with :class:`_ArraysOnly`, without building it.
+
+    The cache is a zlib-compressed joblib pickle whose array bytes follow their wrapper
+    in the stream; reading the wrappers' globals is what could run code, and every
+    global must be one of the allowed array types.
+    """
+    try:
+        raw = zlib.decompress(path.read_bytes())
+    except (OSError, zlib.error) as error:
+        raise _refuse(path, f"is not scikit-learn's compressed cache ({error})") from None
+    import io
+
+    from joblib.numpy_pickle import NumpyUnpickler
+
+    class Vetted(_ArraysOnly, NumpyUnpickler):
+        pass
+
+    try:
+        array = Vetted(str(path), io.BytesIO(raw), ensure_native_byte_order=True).load()
+    except Exception as error:  # noqa: BLE001  (refused global, truncated stream...)
+        raise _refuse(path, f"is not a pickled array ({error})") from None
+    if not isinstance(array, np.ndarray) or array.shape != (CALIFORNIA_ROWS, 9):
+        raise _refuse(path, "does not hold the 20,640 × 9 California table")
+
+
+@functools.lru_cache(maxsize=1)
+def _california(folder: str) -> pd.DataFrame:
     from sklearn.datasets import fetch_california_housing
 
     home = Path(folder) / "scikit_learn_data"
+    cache = home / "cal_housing_py3.pkz"
+    if cache.exists():
+        _vet_pickle(cache)
     try:
-        bunch = fetch_california_housing(data_home=home, as_frame=True)
+        frame = fetch_california_housing(data_home=home, as_frame=True).frame
     except Exception as error:  # noqa: BLE001
-        raise _unavailable("California housing", home / "cal_housing_py3.pkz", error) from error
-    return bunch.frame
+        raise DatasetError(f"California housing is not at {cache} and could not be downloaded "
+                           f"({error}); copy scikit-learn's cache there, set LABKIT_DATA_DIR, or "
+                           "run once online") from None
+    if _digest([frame.to_numpy("float64")]) != CALIFORNIA_SHA256:
+        raise _refuse(cache, "its table is not the genuine California housing (content differs)")
+    return frame
 
 
 def california() -> pd.DataFrame:
     """California housing: 20,640 block groups, 8 features and ``MedHouseVal`` (100 k$)."""
-    return _california_frame(str(data_dir())).copy()
+    return _california(str(settings.data_dir())).copy()
 
 
+# -- splits ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Split:
-    """Arrays of one seeded train / validation / test split."""
+    """The arrays of one seeded train / validation / test split."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -209,117 +225,58 @@ class Split:
         return {"train": len(self.y_train), "validation": len(self.y_val), "test": len(self.y_test)}
 
 
-def _validation_count(validation: float, n: int) -> int:
-    if not 0 < validation < 1:
-        raise ValueError(f"validation must be a fraction in (0, 1), got {validation!r}")
-    return int(round(validation * n))
-
-
-def _mnist_split(validation: float, train_size: int | None, seed: int) -> Split:
-    """Split indices first, then gather each array once (a subset is not copied twice).
-
-    ``train_test_split`` draws its permutation from ``y`` and the sample count
-    only, so splitting ``arange(n)`` selects exactly the rows splitting ``x`` would.
-    """
-    from sklearn.model_selection import train_test_split
-
-    (x, y), (x_test, y_test) = mnist()
-    train, val = train_test_split(
-        np.arange(len(y)), test_size=_validation_count(validation, len(y)), stratify=y, random_state=seed
-    )
-    if train_size is not None and train_size < len(train):
-        train, _ = train_test_split(train, train_size=train_size, stratify=y[train], random_state=seed)
-    return Split(x[train], y[train], x[val], y[val], x_test, y_test)
-
-
-def _california_split(validation: float, train_size: int | None, seed: int, test: float) -> Split:
-    from sklearn.model_selection import train_test_split
-
-    frame = california()
-    features = frame.drop(columns=CALIFORNIA_TARGET)
-    x = features.to_numpy("float32")
-    y = frame[CALIFORNIA_TARGET].to_numpy("float32")
-    x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=test, random_state=seed)
-    x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=_validation_count(validation, len(y)), random_state=seed
-    )
-    if train_size is not None and train_size < len(y_train):
-        x_train, y_train = x_train[:train_size], y_train[:train_size]
-    return Split(x_train, y_train, x_val, y_val, x_test, y_test, tuple(features.columns))
-
-
-@functools.lru_cache(maxsize=8)
-def split(
-    data: str = "mnist",
-    validation: float = 0.1,
-    train_size: int | None = None,
-    seed: int = 0,
-    test: float = 0.2,
-) -> Split:
-    """The seeded split that Keras runs and scikit-learn baselines share.
-
-    MNIST: the official 10,000 test images; ``validation`` of the 60,000 training
-    images carved out, stratified; then an optional stratified ``train_size``
-    subset of the rest.  California: ``test`` of the rows held out, then
-    ``validation`` (a fraction of all rows) carved from the remainder.  Cached
-    per process: a worker loads each split once.  Do not modify the arrays.
-    """
+def _check(data, validation, train_size, test) -> None:
     if data not in DATASETS:
         raise ValueError(f"unknown dataset {data!r}; choose one of {', '.join(DATASETS)}")
-    _check_train_size(train_size)
-    if data == "mnist":
-        return _mnist_split(validation, train_size, seed)  # mnist() checked its pixels once
-    if not 0 < test < 1:
-        raise ValueError(f"test must be a fraction in (0, 1), got {test!r}")
-    result = _california_split(validation, train_size, seed, test)
-    for name in ("x_train", "x_val", "x_test"):
-        check_finite(getattr(result, name), f"{data} {name}")
-    return result
-
-
-def _check_train_size(train_size) -> None:
+    for name, value in (("validation", validation), ("test", test)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise ValueError(f"{name} must be a fraction strictly between 0 and 1, got {value!r}")
     if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int)
                                    or train_size < 10):
         raise ValueError(f"train_size must be an integer >= 10 or None, got {train_size!r}")
 
 
-def split_sizes(
-    data: str = "mnist",
-    validation: float = 0.1,
-    train_size: int | None = None,
-    seed: int = 0,
-    test: float = 0.2,
-) -> dict:
-    """``split(...).sizes`` without loading the dataset: the counts follow from the
-    published row counts and the split's fractions (the seed only picks which rows).
+@functools.lru_cache(maxsize=8)
+def split(data: str = "mnist", validation: float = 0.1, train_size: int | None = None,
+          seed: int = 0, test: float = 0.2) -> Split:
+    """The split that Keras runs and scikit-learn baselines share, cached per process.
 
-    A chapter that only states its sizes re-executes without reading 55 MB of pixels.
+    MNIST: the official 10,000 test images; ``validation`` of the 60,000 training images
+    held out, stratified by class; then an optional stratified ``train_size`` subset of
+    the rest.  California: ``test`` of the rows held out, then ``validation`` (a fraction
+    of all rows) from the remainder, then the first ``train_size`` rows.
     """
-    del seed  # the same counts for every seed
-    _check_train_size(train_size)
+    from sklearn.model_selection import train_test_split
+
+    _check(data, validation, train_size, test)
+    if data == "mnist":
+        (x, y), (x_test, y_test) = mnist()
+        # Splitting indices draws the same rows as splitting x (only y and n are used).
+        train, val = train_test_split(np.arange(len(y)), test_size=int(round(validation * len(y))),
+                                      stratify=y, random_state=seed)
+        if train_size is not None and train_size < len(train):
+            train, _ = train_test_split(train, train_size=train_size, stratify=y[train], random_state=seed)
+        return Split(x[train], y[train], x[val], y[val], x_test, y_test)
+    frame = california()
+    features = frame.drop(columns=TARGET)
+    x, y = features.to_numpy("float32"), frame[TARGET].to_numpy("float32")
+    x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=test, random_state=seed)
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_rest, y_rest, test_size=int(round(validation * len(y))), random_state=seed)
+    if train_size is not None:
+        x_train, y_train = x_train[:train_size], y_train[:train_size]
+    return Split(x_train, y_train, x_val, y_val, x_test, y_test, tuple(features.columns))
+
+
+def split_sizes(data: str = "mnist", validation: float = 0.1, train_size: int | None = None,
+                seed: int = 0, test: float = 0.2) -> dict:
+    """``split(...).sizes`` from the published row counts, without loading anything."""
+    del seed  # every seed gives the same counts
+    _check(data, validation, train_size, test)
     if data == "mnist":
         rows, n_test = MNIST_ROWS
-        n_val = _validation_count(validation, rows)
-        n_train = rows - n_val
-    elif data == "california":
-        if not 0 < test < 1:
-            raise ValueError(f"test must be a fraction in (0, 1), got {test!r}")
-        n_test = math.ceil(test * CALIFORNIA_ROWS)  # scikit-learn rounds a test fraction up
-        n_val = _validation_count(validation, CALIFORNIA_ROWS)
-        n_train = CALIFORNIA_ROWS - n_test - n_val
     else:
-        raise ValueError(f"unknown dataset {data!r}; choose one of {', '.join(DATASETS)}")
-    if train_size is not None:
-        n_train = min(n_train, train_size)
-    return {"train": n_train, "validation": n_val, "test": n_test}
-
-
-def check_finite(array: np.ndarray, what: str) -> None:
-    """Reject NaN or infinite inputs: a data bug, not a diverging run."""
-    bad = ~np.isfinite(array)
-    if bad.any():
-        rows = np.unique(np.nonzero(bad)[0])[:5].tolist()
-        raise ValueError(
-            f"{what} holds {int(bad.sum())} NaN or infinite values (first rows: {rows}); "
-            "clean the data before training"
-        )
+        rows, n_test = CALIFORNIA_ROWS, math.ceil(test * CALIFORNIA_ROWS)  # scikit-learn rounds up
+    n_val = int(round(validation * rows))
+    n_train = rows - n_val - (n_test if data == "california" else 0)
+    return {"train": min(n_train, train_size or n_train), "validation": n_val, "test": n_test}

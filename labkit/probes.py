@@ -1,122 +1,126 @@
-"""Probes: extra measurements taken during a run and stored in its record.
+"""Measurements taken inside a network while it trains, stored column-wise in its record.
 
-Chapter B needs the signal at initialisation (activation and gradient spread per
-layer), chapter C the weights under L2 (norms over epochs, histograms).  A probe
-is measured at chosen epochs (0 = before training) on a fixed batch, and its
-rows are stored column-wise so the record stays plain JSON.
+Chapter B needs the signal at initialisation (activation and gradient spread per layer),
+chapter C the weights under L2 (norms over epochs, histograms).  A probe is measured at
+chosen epochs (0 = before training) on the first :data:`SIGNAL_BATCH` validation images.
+:class:`Watch`, the callback every run trains with, also times epochs and stops a run
+whose loss is no longer a number.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import math
+import time
 
+import keras
 import numpy as np
 
-__all__ = ["PROBES", "ProbeRecorder", "signal_stats", "weight_norms", "weight_histograms"]
+__all__ = ["PROBES", "Watch", "signal_stats", "weight_norms", "weight_histograms"]
 
-#: Size of the fixed batch the signal probe measures (first validation images).
 SIGNAL_BATCH = 512
 HISTOGRAM_BINS = 41
 
 
-def _dense_layers(model):
-    import keras
-
+def _dense(model):
     return [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
 
 
 def weight_norms(model, **_) -> list[dict]:
     """Frobenius norm of each Dense kernel: what L2 shrinks."""
-    rows = []
-    for index, layer in enumerate(_dense_layers(model), start=1):
-        kernel = np.asarray(layer.kernel.numpy(), dtype="float64")
-        rows.append({"layer": index, "layer_name": layer.name, "value": float(np.linalg.norm(kernel))})
-    return rows
+    return [{"layer": i, "layer_name": layer.name,
+             "value": float(np.linalg.norm(np.asarray(layer.kernel.numpy(), dtype="float64")))}
+            for i, layer in enumerate(_dense(model), start=1)]
 
 
 def weight_histograms(model, **_) -> list[dict]:
     """Histogram of each Dense kernel on a symmetric range around zero."""
     rows = []
-    for index, layer in enumerate(_dense_layers(model), start=1):
+    for i, layer in enumerate(_dense(model), start=1):
         kernel = np.asarray(layer.kernel.numpy(), dtype="float64").ravel()
         bound = float(np.max(np.abs(kernel))) or 1.0
         counts, edges = np.histogram(kernel, bins=HISTOGRAM_BINS, range=(-bound, bound))
-        for count, left, right in zip(counts, edges[:-1], edges[1:]):
-            rows.append({"layer": index, "layer_name": layer.name, "bin_left": float(left),
-                         "bin_right": float(right), "count": int(count)})
+        rows += [{"layer": i, "layer_name": layer.name, "bin_left": float(left), "bin_right": float(right),
+                  "count": int(count)} for count, left, right in zip(counts, edges[:-1], edges[1:])]
     return rows
 
 
 def signal_stats(model, x, y, loss, **_) -> list[dict]:
-    """Forward and backward signal per Dense layer on a fixed batch.
+    """Forward and backward signal per Dense layer on a fixed batch (std and mean of each).
 
-    ``activation``: the layer's output (after its activation); ``gradient``:
-    ∂loss/∂z of its pre-activation z = xW + b (the back-propagated signal of
-    Glorot & Bengio, 2010); ``weight_gradient``: ∂loss/∂W.  Each as std and mean.
+    ``activation``: the layer's output; ``gradient``: ∂loss/∂z of its pre-activation
+    z = xW + b, per example (the back-propagated signal of Glorot & Bengio, 2010);
+    ``weight_gradient``: ∂loss/∂W.
     """
     import jax
     import jax.numpy as jnp
 
-    layers = list(model.layers)
-    dense = _dense_layers(model)
+    dense = _dense(model)
     kernels = [jnp.asarray(layer.kernel.value) for layer in dense]
-    loss_fn = loss
 
     def forward(kernels, shifts):
         h, activations, i = jnp.asarray(x), [], 0
-        for layer in layers:
+        for layer in model.layers:
             if layer in dense:
-                z = h @ kernels[i] + jnp.asarray(layer.bias.value) + shifts[i]
-                h = layer.activation(z)
+                h = layer.activation(h @ kernels[i] + jnp.asarray(layer.bias.value) + shifts[i])
                 activations.append(h)
                 i += 1
             else:
                 h = layer(h)
-        return jnp.mean(loss_fn(jnp.asarray(y), h)), activations
+        return jnp.mean(loss(jnp.asarray(y), h)), activations
 
     shifts = [jnp.zeros((len(x), layer.units)) for layer in dense]
     (_, activations), (kernel_grads, shift_grads) = jax.value_and_grad(
-        forward, argnums=(0, 1), has_aux=True
-    )(kernels, shifts)
+        forward, argnums=(0, 1), has_aux=True)(kernels, shifts)
     rows = []
-    for index, layer in enumerate(dense, start=1):
-        measured = {
-            "activation": activations[index - 1],
-            # mean loss over the batch: rescale so the value is the per-example gradient
-            "gradient": shift_grads[index - 1] * len(x),
-            "weight_gradient": kernel_grads[index - 1],
-        }
+    for i, layer in enumerate(dense, start=1):
+        measured = {"activation": activations[i - 1], "gradient": shift_grads[i - 1] * len(x),
+                    "weight_gradient": kernel_grads[i - 1]}
         for quantity, values in measured.items():
             values = np.asarray(values, dtype="float64")
-            for stat, value in (("std", values.std()), ("mean", values.mean())):
-                rows.append({"layer": index, "layer_name": layer.name, "quantity": quantity,
-                             "stat": stat, "value": float(value)})
+            rows += [{"layer": i, "layer_name": layer.name, "quantity": quantity, "stat": stat,
+                      "value": float(value)} for stat, value in (("std", values.std()), ("mean", values.mean()))]
     return rows
 
 
-PROBES: dict[str, Callable[..., list[dict]]] = {
-    "weight_norm": weight_norms,
-    "weight_hist": weight_histograms,
-    "signal": signal_stats,
-}
+PROBES = {"weight_norm": weight_norms, "weight_hist": weight_histograms, "signal": signal_stats}
 
 
-class ProbeRecorder:
-    """Collects probe rows at the requested epochs into column-wise tables."""
+class Watch(keras.callbacks.Callback):
+    """Times each epoch, stops a diverging run (its loss is NaN or infinite) and measures probes."""
 
-    def __init__(self, names, epochs: set[int], x, y, loss):
-        unknown = [name for name in names if name not in PROBES]
-        if unknown:
-            raise ValueError(f"unknown probe {unknown[0]!r}; choose among {', '.join(PROBES)}")
-        self.names, self.epochs = tuple(names), epochs
-        self.x, self.y, self.loss = x[:SIGNAL_BATCH], y[:SIGNAL_BATCH], loss
-        self.tables: dict[str, dict[str, list]] = {name: {} for name in self.names}
+    def __init__(self, run, data):
+        super().__init__()
+        self.probes = run.probes
+        self.epochs = set(run.probe_epochs if run.probe_epochs is not None else range(run.epochs + 1))
+        self.x, self.y = data.x_val[:SIGNAL_BATCH], data.y_val[:SIGNAL_BATCH]
+        self.loss = keras.losses.get(run.loss)
+        self.tables: dict[str, dict[str, list]] = {name: {} for name in self.probes}
+        self.epoch_seconds: list[float] = []
+        self.diverged = False
+        self.seconds = 0.0
 
-    def measure(self, model, epoch: int) -> None:
+    def measure(self, epoch: int) -> None:
         if epoch not in self.epochs:
             return
-        for name in self.names:
-            for row in PROBES[name](model, x=self.x, y=self.y, loss=self.loss):
-                table = self.tables[name]
+        for name in self.probes:
+            for row in PROBES[name](self.model, x=self.x, y=self.y, loss=self.loss):
                 for column, value in {"epoch": epoch, **row}.items():
-                    table.setdefault(column, []).append(value)
+                    self.tables[name].setdefault(column, []).append(value)
+
+    def on_train_begin(self, logs=None):
+        self.measure(0)
+        self.started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_seconds.append(time.perf_counter() - self.epoch_started)
+        if not math.isfinite(float((logs or {}).get("loss", math.nan))):
+            self.diverged = True
+            self.model.stop_training = True
+        else:
+            self.measure(epoch + 1)
+
+    def on_train_end(self, logs=None):
+        self.seconds = time.perf_counter() - self.started
