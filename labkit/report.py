@@ -36,7 +36,7 @@ from IPython.display import Markdown
 from labkit import fr, settings
 
 __all__ = ["Verdict", "Verdicts", "greater", "less", "above", "below", "about", "guard",
-           "SentenceNotSupported", "sentence", "table", "spread", "RULE"]
+           "SentenceNotSupported", "sentence", "table", "spread", "source", "RULE"]
 
 RULE = ("Dispersion : écart type entre graines (n − 1). Une attente est confirmée quand l'écart va dans "
         "le sens annoncé et dépasse la dispersion (√(s₁² + s₂²) pour deux configurations, ou la marge "
@@ -119,15 +119,19 @@ def _status(difference: float, yardstick: float) -> str:
 
 
 def _show(array: np.ndarray, unit: str) -> str:
+    """Mean ± spread with its unit: ``%`` for fractions (accuracies), ``pt`` for differences
+    of fractions (percentage points), any other unit (``s``, ``k$``) written after the number."""
     if not np.isfinite(array).all():
         return f"divergé ({int((~np.isfinite(array)).sum())}/{array.size} graines)"
     if unit == "%":
         return fr.pm(array, percent=True)
+    if unit == "pt":
+        return fr.pm(100 * array) + f"{fr.NBSP}pt"
     return fr.pm(array) + (f"{fr.NBSP}{unit}" if unit else "")
 
 
 def _gap(value: float, unit: str, sign: bool = True) -> str:
-    if unit == "%":
+    if unit in ("%", "pt"):
         return fr.pt(value, 1, sign=sign)
     digits = max(1, min(4, 1 - math.floor(math.log10(abs(value))))) if value and math.isfinite(value) else 2
     text = fr.num(value, digits) if not sign or value <= 0 else "+" + fr.num(value, digits)
@@ -186,7 +190,8 @@ def _threshold(values, threshold: float, sign: int, unit: str, lower_is_better: 
     array = _values(values, lower_is_better)
     mean = array.mean() if np.isfinite(array).all() else (-np.inf if not lower_is_better else np.inf)
     status = _status(sign * (mean - threshold), _spread(array) if array.size > 1 else 0.0)
-    shown = fr.pct(threshold) if unit == "%" else fr.num(threshold, 2) + (f"{fr.NBSP}{unit}" if unit else "")
+    shown = (fr.pct(threshold) if unit == "%" else fr.pt(threshold, 1, sign=False) if unit == "pt"
+             else fr.num(threshold, 2) + (f"{fr.NBSP}{unit}" if unit else ""))
     return Verdict(status, f"{_show(array, unit)} ; seuil {shown}")
 
 
@@ -227,6 +232,14 @@ def table(frame: pd.DataFrame) -> Markdown:
     """A data frame as a Markdown table (Pandoc's own tables: the same on the site and in the
     PDF, captioned by the cell's ``tbl-cap``).  Format numbers before, with :mod:`labkit.fr`."""
     return Markdown(frame.to_markdown(index=False, tablefmt="pipe", disable_numparse=True))
+
+
+def source(function) -> Markdown:
+    """A function's source, verbatim, as a Python code block: a chapter shows labkit's own
+    training code instead of paraphrasing it."""
+    import inspect
+
+    return Markdown(f"```python\n{inspect.getsource(function).rstrip()}\n```")
 
 
 def spread(frame: pd.DataFrame, metric: str, by) -> pd.Series:
