@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from IPython.display import Markdown
+from IPython.display import Markdown, display
 
 from labkit import fr, settings
 
@@ -70,21 +70,22 @@ class SentenceNotSupported(AssertionError):
     """A guarded sentence the runs no longer support (the full build stops on it)."""
 
 
-def guard(id: str, holds) -> Markdown | None:
+def guard(id: str, holds) -> None:
     """Hold the sentence ``[...]{guard="id"}`` to the results: ``holds`` must be true.
 
     Full profile: a false ``holds`` raises :class:`SentenceNotSupported` quoting the
-    sentence.  Quick profile: returns a visible draft warning instead.
+    sentence.  Quick profile: displays a visible draft warning instead (several guards may
+    share a cell: each failing one shows its own).
     """
     if bool(holds):
-        return None
+        return
     found = sentence("guard", id)
     quoted = f"« {found[0]} » ({found[1].name})" if found else f"[…]{{guard=\"{id}\"}} (not found in *.qmd)"
     if not settings.is_quick():
         raise SentenceNotSupported(f"the runs no longer support the sentence {quoted}, guard {id!r}: "
                                    "rewrite the sentence or check the experiment")
-    return Markdown(f"::: {{.callout-warning title=\"Brouillon\"}}\nAvec les budgets réduits du profil "
-                    f"*quick*, les runs ne confirment pas la phrase {quoted}.\n:::\n")
+    display(Markdown(f"::: {{.callout-warning title=\"Brouillon\"}}\nAvec les budgets réduits du profil "
+                     f"*quick*, les runs ne confirment pas la phrase {quoted}.\n:::\n"))
 
 
 # -- claims -------------------------------------------------------------------------------
@@ -130,12 +131,26 @@ def _show(array: np.ndarray, unit: str) -> str:
     return fr.pm(array) + (f"{fr.NBSP}{unit}" if unit else "")
 
 
-def _gap(value: float, unit: str, sign: bool = True) -> str:
+def _digits(size: float, unit: str) -> int:
+    """Decimals that show the first significant digit of ``size`` (a yardstick)."""
+    scaled = abs(size) * (100 if unit in ("%", "pt") else 1)
+    if not math.isfinite(scaled) or scaled == 0:
+        return 1
+    return min(max(-math.floor(math.log10(scaled)), 0), 4)
+
+
+def _gap(value: float, unit: str, digits: int, sign: bool = True) -> str:
     if unit in ("%", "pt"):
-        return fr.pt(value, 1, sign=sign)
-    digits = max(1, min(4, 1 - math.floor(math.log10(abs(value))))) if value and math.isfinite(value) else 2
+        return fr.pt(value, digits, sign=sign)
     text = fr.num(value, digits) if not sign or value <= 0 else "+" + fr.num(value, digits)
     return text + (f"{fr.NBSP}{unit}" if unit else "")
+
+
+def _threshold_text(threshold: float, unit: str) -> str:
+    """A threshold as the expectation wrote it: ``95 %``, ``97,5 %``, ``3 pt``, ``0,6``, ``75 époques``."""
+    if unit in ("%", "pt"):
+        return fr.rate(100 * threshold) + (f"{fr.NNBSP}%" if unit == "%" else f"{fr.NBSP}pt")
+    return fr.rate(threshold) + (f"{fr.NBSP}{unit}" if unit else "")
 
 
 @dataclass(frozen=True)
@@ -159,8 +174,9 @@ def _measure(a, b, unit: str, margin: float, lower_is_better: bool):
     a, b = _values(a, lower_is_better), _values(b, lower_is_better)
     difference = a.mean() - b.mean() if np.isfinite(a).all() or np.isfinite(b).all() else math.nan
     yardstick = _yardstick([_spread(a), _spread(b)], margin)
+    digits = _digits(yardstick, unit)
     gap = "" if not math.isfinite(difference) else (
-        f" ; écart {_gap(difference, unit)} (seuil {_gap(yardstick, unit, sign=False)})"
+        f" ; écart {_gap(difference, unit, digits)} (seuil {_gap(yardstick, unit, digits, sign=False)})"
         if math.isfinite(yardstick) else " ; dispersion non mesurable")
     return difference, yardstick, f"{_show(a, unit)} contre {_show(b, unit)}{gap}"
 
@@ -190,9 +206,7 @@ def _threshold(values, threshold: float, sign: int, unit: str, lower_is_better: 
     array = _values(values, lower_is_better)
     mean = array.mean() if np.isfinite(array).all() else (-np.inf if not lower_is_better else np.inf)
     status = _status(sign * (mean - threshold), _spread(array) if array.size > 1 else 0.0)
-    shown = (fr.pct(threshold) if unit == "%" else fr.pt(threshold, 1, sign=False) if unit == "pt"
-             else fr.num(threshold, 2) + (f"{fr.NBSP}{unit}" if unit else ""))
-    return Verdict(status, f"{_show(array, unit)} ; seuil {shown}")
+    return Verdict(status, f"{_show(array, unit)} ; seuil {_threshold_text(threshold, unit)}")
 
 
 def above(values, threshold: float, *, unit: str = "", lower_is_better: bool = False) -> Verdict:
