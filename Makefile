@@ -4,10 +4,6 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-# A system-wide quarto is used when present, else the one the `book` extra installs.
-QUARTO := $(shell command -v quarto 2>/dev/null || echo $(VENV)/bin/quarto)
-# Quarto's Jupyter engine must find the kernel that has labkit: the venv's python.
-export QUARTO_PYTHON := $(abspath $(PY))
 export KERAS_BACKEND := jax
 
 .PHONY: test venv doctor bench clean-venv
@@ -23,22 +19,20 @@ $(VENV)/.installed-test: pyproject.toml requirements.lock
 	$(PIP_INSTALL) -e ".[test]"
 	touch $@
 
-$(VENV)/.installed-book: $(VENV)/.installed-test
-	@if command -v quarto >/dev/null 2>&1; then echo "using system quarto: $$(command -v quarto)"; \
-	else $(PIP_INSTALL) -e ".[book]"; fi
-	touch $@
-
 venv: $(VENV)/.installed-test
 
 ## make test: create the environment, install labkit with its test extra, run the tests
-## (-n auto: one test process per core, pytest-xdist; PYTEST_ARGS="-n 0" runs them in one process)
+## (-n auto: one test process per core, pytest-xdist; --dist loadgroup keeps the tests of one
+## executed chapter in one process, so each chapter executes once; PYTEST_ARGS="-n 0" runs
+## them in one process)
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -n auto $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --dist loadgroup $(PYTEST_ARGS)
 
+## make doctor: what labkit finds (datasets, stores, workers); labkit/cli.py
 doctor: $(VENV)/.installed-test
 	$(VENV)/bin/labkit doctor
 
-## make bench: the speed benchmark (ratios; see README, Performance)
+## make bench: the speed benchmark (ratios; see README, Performance); bench/
 bench: $(VENV)/.installed-test
 	$(PY) bench/run.py
 

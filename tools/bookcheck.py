@@ -1,0 +1,494 @@
+"""Checks of the book's sources for the defects a real Quarto render showed, without Quarto.
+
+Each check returns problems as ``file:line: message`` and states its rule; the command
+prints one line per problem and exits 1 when there is any::
+
+    python tools/bookcheck.py             # every static check over the book (_quarto.yml)
+    python tools/bookcheck.py --metrics   # readability metrics per chapter (issue 21)
+
+Static checks read the ``.qmd`` files (``tools/qmd.py``); the checks of executed chapters
+(``check_executed``) read a notebook executed by ``tools/quarto.py``.  The book is one
+Typst document in print, so identifiers are checked across the whole book.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import base64
+import io
+import json
+import re
+import struct
+import sys
+import tokenize
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import glyphs  # noqa: E402
+import qmd  # noqa: E402
+import quarto  # noqa: E402
+
+ROOT = quarto.ROOT
+#: Prefixes of Quarto cross-reference identifiers; any other ``@key`` is a citation.
+XREF = ("fig", "tbl", "sec", "eq")
+_REFERENCE = re.compile(r"(?<![\w@])@((?:fig|tbl|sec|eq)-[\w-]*\w)")
+_CITATION = re.compile(r"(?<![\w@\\])@(?!(?:fig|tbl|sec|eq|lst|thm)-)([A-Za-z][\w:.#$%&+?<>~/-]*\w)")
+_ID = re.compile(r"\{#((?:fig|tbl|sec|eq)-[\w-]*\w)[\s}]")
+_BIB_KEY = re.compile(r"^\s*@\w+\s*\{\s*([^,\s]+)\s*,", re.MULTILINE)
+#: Words that only make sense with a mouse on the website (French, any inflection).
+WEB_ONLY = re.compile(r"(?i)\b(survol\w*|molette|cliqu\w*|clic|zoom\w*|souris)\b")
+#: Characters Pandoc and Typst put in the PDF from ASCII prose (smart quotes, dashes, ellipsis,
+#: French quotes and spaces): asked of the fonts even when the sources never type them.
+TYPOGRAPHY = "’‘“”–—…«»\u00a0\u202f"
+_EXPECT = re.compile(r'\]\{expect="([^"]+)"\}')
+_GUARD = re.compile(r'\]\{guard="([^"]+)"\}')
+_GUARD_CALL = re.compile(r"""\bguard\(\s*["']([^"']+)["']""")
+_VERDICT = re.compile(r"""\bverdicts\[\s*["']([^"']+)["']\s*\]\s*=(?!=)""")
+_RESULTS = re.compile(r"\blabkit\.(?:sweep|train)\(|(?<![\w.])sweep\(")
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: Path
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        try:
+            name = self.path.resolve().relative_to(ROOT).as_posix()
+        except ValueError:
+            name = str(self.path)
+        return f"{name}:{self.line}: {self.message}"
+
+
+def book(root: Path = ROOT) -> list[qmd.Chapter]:
+    """Every file of the book, in reading order, as ``_quarto.yml`` lists them."""
+    return [qmd.read(path) for path in quarto.chapters(root)]
+
+
+# -- identifiers and references -----------------------------------------------------------
+def definitions(chapters: list[qmd.Chapter]) -> list[tuple[str, Path, int]]:
+    """(id, file, line) of every ``#| label:`` and ``{#fig-|tbl-|sec-|eq-…}`` of the book."""
+    found = []
+    for chapter in chapters:
+        found += [(label, chapter.path, cell.line) for cell in chapter.cells for label in cell.labels]
+        found += [(m.group(1), chapter.path, line.number)
+                  for line in chapter.prose for m in _ID.finditer(qmd.without_code(line.text) + " ")]
+    return found
+
+
+def check_ids(chapters: list[qmd.Chapter]) -> list[Problem]:
+    """Rule: every label and id is unique across the book (the PDF is one Typst document,
+    where a repeated label stops the build: ``label <fig-curves> occurs multiple times``)."""
+    first: dict[str, tuple[Path, int]] = {}
+    problems = []
+    for name, path, line in definitions(chapters):
+        if name in first:
+            where = Problem(first[name][0], first[name][1], "")
+            problems.append(Problem(path, line, f"label {name!r} is already defined at {str(where)[:-2]}: "
+                                                "labels are global to the book, rename one"))
+        else:
+            first[name] = (path, line)
+    return problems
+
+
+def bibliography_keys(root: Path = ROOT) -> set[str]:
+    files = quarto.config(root).get("bibliography", [])
+    return {key for name in ([files] if isinstance(files, str) else files)
+            for key in _BIB_KEY.findall((root / name).read_text(encoding="utf-8"))}
+
+
+def _referring_text(chapter: qmd.Chapter):
+    """(line, text) where references may be written: prose and cell captions."""
+    for line in chapter.prose:
+        yield line.number, qmd.without_code(line.text)
+    for cell in chapter.cells:
+        for _, caption in cell.captions:
+            yield cell.line, caption
+
+
+def check_references(chapters: list[qmd.Chapter], root: Path = ROOT) -> list[Problem]:
+    """Rule: every ``@fig-``/``@tbl-``/``@sec-``/``@eq-`` reference names a label or id defined
+    somewhere in the book; every other ``@key`` is a citation and must be a key of the
+    bibliography (``references.bib``)."""
+    targets = {name for name, _, _ in definitions(chapters)}
+    keys = bibliography_keys(root)
+    problems = []
+    for chapter in chapters:
+        for number, text in _referring_text(chapter):
+            problems += [Problem(chapter.path, number, f"@{name} refers to nothing: no label or {{#{name}}} "
+                                                       "in the book")
+                         for name in _REFERENCE.findall(text) if name not in targets]
+            problems += [Problem(chapter.path, number, f"@{key} is neither a cross-reference (fig-, tbl-, sec-, "
+                                                       "eq-) nor a key of the bibliography")
+                         for key in _CITATION.findall(text) if key not in keys]
+    return problems
+
+
+# -- what reaches the PDF -----------------------------------------------------------------
+def printed_text(chapter: qmd.Chapter, values: dict[str, str] | None = None):
+    """(line, text, kind) of what the PDF prints from the sources: prose outside web-only
+    divs (inline values substituted when given), captions, code shown in print."""
+    for line in chapter.prose:
+        if not line.web_only:
+            yield line.number, qmd.printed(line.text, values), "prose"
+    for cell in chapter.cells:
+        if cell.web_only or cell.options.get("include") is False:
+            continue
+        for key, caption in cell.captions:
+            yield cell.line, caption, key
+        if shows_code_in_print(cell):
+            yield from ((line.number, line.text, "code") for line in cell.body)
+    for number, _, body, web_only in chapter.shown:
+        if not web_only:
+            yield from ((line.number, line.text, "code") for line in body)
+
+
+def shows_code_in_print(cell: qmd.Cell) -> bool:
+    """The print edition shows a cell's code only when the cell asks for it
+    (``#| classes: print-code``, see filters/print-code.lua) and echoes it."""
+    return "print-code" in cell.classes and not cell.hidden
+
+
+def check_wording(chapters: list[qmd.Chapter]) -> list[Problem]:
+    """Rule: no website-only instruction (survol, molette, cliquer, zoom, souris) in prose
+    or captions that reach the PDF; put such sentences in a
+    ``::: {.content-visible when-format="html"}`` div."""
+    problems = []
+    for chapter in chapters:
+        for number, text, kind in printed_text(chapter):
+            if kind != "code":
+                problems += [Problem(chapter.path, number, f"{m.group(0)!r} only makes sense on the website but "
+                                                           f"this {kind} reaches the PDF")
+                             for m in WEB_ONLY.finditer(qmd.without_code(text))]
+    return problems
+
+
+def check_characters(chapters: list[qmd.Chapter], root: Path = ROOT) -> list[Problem]:
+    """Rule: every character the PDF prints from the sources (prose, captions, code shown,
+    the book's title page) is one Typst's embedded fonts can draw (``tools/glyphs.py``)."""
+    where: dict[str, tuple[Path, int]] = {}
+    for chapter in chapters:
+        for number, text, _ in printed_text(chapter):
+            for character in text:
+                where.setdefault(character, (chapter.path, number))
+    cover = quarto.config(root).get("book", {})
+    for key in ("title", "subtitle", "author"):
+        for character in str(cover.get(key, "")):
+            where.setdefault(character, (root / "_quarto.yml", 1))
+    missing = glyphs.pdf_missing(set(where) | set(TYPOGRAPHY))
+    return [Problem(*where.get(c, (root / "_quarto.yml", 1)),
+                    f"{glyphs.describe([c])} has no glyph in the PDF fonts (it prints as a box): "
+                    "use a character they have, e.g. a word") for c in sorted(missing)]
+
+
+# -- guarded sentences and expectations ---------------------------------------------------
+def _spans(chapter: qmd.Chapter, pattern: re.Pattern) -> list[tuple[str, int]]:
+    return [(m.group(1), line.number) for line in chapter.prose for m in pattern.finditer(line.text)]
+
+
+def _calls(chapter: qmd.Chapter, pattern: re.Pattern) -> list[tuple[str, int]]:
+    return [(m.group(1), line.number) for cell in chapter.cells for line in cell.body
+            for m in pattern.finditer(line.text)]
+
+
+def check_claims(chapters: list[qmd.Chapter]) -> list[Problem]:
+    """Rule: each ``[…]{guard="id"}`` has exactly one ``guard("id", …)`` in its chapter's code
+    and each ``[…]{expect="id"}`` exactly one ``verdicts["id"] = …``, and the other way
+    round; span ids are unique across the book (labkit.report finds a sentence by its id)."""
+    problems = []
+    seen: dict[str, tuple[Path, int]] = {}
+    for chapter in chapters:
+        for kind, span, call, code in (("guard", _GUARD, _GUARD_CALL, 'guard("{}", …)'),
+                                       ("expect", _EXPECT, _VERDICT, 'verdicts["{}"] = …')):
+            spans, calls = _spans(chapter, span), _calls(chapter, call)
+            span_count, call_count = Counter(i for i, _ in spans), Counter(i for i, _ in calls)
+            for id, number in spans:
+                if call_count[id] != 1:
+                    problems.append(Problem(chapter.path, number, f'{{{kind}="{id}"}} needs exactly one '
+                                                                  f"{code.format(id)} in this chapter, found "
+                                                                  f"{call_count[id]}"))
+                if id in seen:
+                    problems.append(Problem(chapter.path, number, f'{{{kind}="{id}"}}: id already used at '
+                                                                  f"{str(Problem(*seen[id], ''))[:-2]}"))
+                seen.setdefault(id, (chapter.path, number))
+            for id, number in calls:
+                if span_count[id] != 1:
+                    problems.append(Problem(chapter.path, number, f"{code.format(id)} needs exactly one "
+                                                                  f'[…]{{{kind}="{id}"}} in this chapter, found '
+                                                                  f"{span_count[id]}"))
+    return problems
+
+
+def check_expectations_first(chapters: list[qmd.Chapter]) -> list[Problem]:
+    """Rule: every ``{expect=…}`` span comes before the chapter's first cell that produces
+    results (``labkit.sweep(``, ``sweep(``, ``labkit.train(``): expectations are written
+    before any result is seen."""
+    problems = []
+    for chapter in chapters:
+        first = next((cell.line for cell in chapter.cells if _RESULTS.search(cell.code)), None)
+        problems += [Problem(chapter.path, number, f'expectation "{id}" comes after the first results '
+                                                   f"(cell at line {first}): move it before")
+                     for id, number in _spans(chapter, _EXPECT) if first is not None and number > first]
+    return problems
+
+
+STATIC_CHECKS = (check_ids, check_references, check_wording, check_characters, check_claims,
+                 check_expectations_first)
+
+
+def check_book(root: Path = ROOT) -> list[Problem]:
+    chapters = book(root)
+    problems = []
+    for check in STATIC_CHECKS:
+        problems += check(chapters, root) if "root" in check.__code__.co_varnames else check(chapters)
+    return problems
+
+
+# -- readability metrics (issue 21) -------------------------------------------------------
+LIMITS = {"code/prose": 1.0, "hidden lines": 60, "long inline values": 2, "string tables": 0}
+LONG_INLINE_WORDS = 8
+_TABLE_STRING = re.compile(r"^\s*\|.*\||\|\s*:?-{3,}|^\s*\|\s*$")
+
+
+def string_tables(code: str) -> int:
+    """Lines of code that build Markdown tables from strings: a string literal that is a
+    table row (``"| a | b |"``, ``f"| {x} |"``), a rule (``"|---|"``) or a pipe joined
+    (``" | ".join(...)``).  Tables come from data frames instead."""
+    count = set()
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return 0
+    for index, token in enumerate(tokens):
+        if token.type != tokenize.STRING:
+            continue
+        try:
+            value = ast.literal_eval(re.sub(r"^([rRbBuU]*)[fF]([rR]*)", r"\1\2", token.string))
+        except (ValueError, SyntaxError):
+            value = token.string
+        joined = (isinstance(value, str) and value.strip() == "|" and index + 2 < len(tokens)
+                  and tokens[index + 1].string == "." and tokens[index + 2].string == "join")
+        if isinstance(value, str) and (_TABLE_STRING.search(value) or joined):
+            count.add(token.start[0])
+    return len(count)
+
+
+def metrics(chapter: qmd.Chapter, inline: dict[str, str] | None = None) -> dict[str, float | int | None]:
+    """Issue 21's counts, on the ``.qmd``: code = characters of code-cell bodies without
+    their ``#|`` lines; prose = characters outside code cells, inline expressions removed;
+    hidden = non-blank lines of cells with ``include: false`` or ``echo: false``; long
+    inline values = executed inline values of 8 words or more (``None`` when not executed)."""
+    code = sum(len(cell.code) for cell in chapter.cells)
+    outside = "\n".join(line.text for line in chapter.prose)
+    outside += "".join("\n".join([info, *(line.text for line in body)]) for _, info, body, _ in chapter.shown)
+    prose = len(qmd.INLINE.sub("", outside))
+    return {
+        "code/prose": round(code / prose, 2) if prose else float("inf"),
+        "hidden lines": sum(1 for cell in chapter.cells if cell.hidden for line in cell.body if line.text.strip()),
+        "long inline values": None if inline is None else sum(
+            1 for value in inline.values() if len(value.split()) >= LONG_INLINE_WORDS),
+        "string tables": sum(string_tables(cell.code) for cell in chapter.cells),
+    }
+
+
+def over_limits(values: dict) -> list[str]:
+    return [f"{name} = {values[name]} (limit {limit})" for name, limit in LIMITS.items()
+            if values.get(name) is not None and values[name] > limit]
+
+
+def metrics_table(rows: dict[str, dict]) -> str:
+    names = list(LIMITS)
+    lines = ["| chapter | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for chapter, values in rows.items():
+        cells = ["–" if values[n] is None else str(values[n]) for n in names]
+        lines.append(f"| {chapter} | " + " | ".join(cells) + " |")
+    lines.append("| limit | " + " | ".join(f"≤ {LIMITS[n]}" for n in names) + " |")
+    return "\n".join(lines)
+
+
+# -- executed chapters --------------------------------------------------------------------
+#: Chart legibility in print.  The PDF's text column is labkit.charts.MAX_WIDTH = 640 CSS px
+#: wide (A4, 10 pt, Quarto's Typst margins); the PNG twin is drawn at labkit.charts' scale
+#: (2 device px per CSS px).  A chart whose PNG is at most MAX_WIDTH × scale px wide is
+#: printed at most at its own size, so its fonts, all ≥ 11 CSS px, print at ≥ 11 px ≈ 8 pt.
+MIN_FONT_PX = 11
+DEFAULT_SCALE = 2
+
+
+def png_size(data: str | bytes) -> tuple[int, int]:
+    """(width, height) of a PNG, from its header (base64 text as in a notebook, or bytes)."""
+    raw = base64.b64decode(data) if isinstance(data, str) else data
+    if raw[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG")
+    return struct.unpack(">II", raw[16:24])
+
+
+def chart_specs(html: str) -> list[dict]:
+    """The Vega-Lite specs embedded in an HTML output (the JSON object holding ``$schema``)."""
+    decoder, specs, position = json.JSONDecoder(), [], 0
+    for match in re.finditer(r"[(=,:]\s*(\{)", html):
+        if match.start(1) < position:
+            continue
+        try:
+            value, end = decoder.raw_decode(html, match.start(1))
+        except ValueError:
+            continue
+        if isinstance(value, dict) and "$schema" in value:
+            specs.append(value)
+            position = end
+    return specs
+
+
+_DRAWN_KEYS = {"title", "subtitle", "text", "labelExpr"}
+
+
+def chart_texts(spec) -> list[str]:
+    """Every string a chart may draw: titles, subtitles, text marks, axis and legend titles,
+    and string values of its data (tick labels, legend entries)."""
+    found = []
+    if isinstance(spec, dict):
+        for key, value in spec.items():
+            if key in _DRAWN_KEYS and isinstance(value, (str, list)):
+                found += [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)]
+            elif key in ("datasets", "values"):
+                rows = value.values() if isinstance(value, dict) else [value]
+                found += [v for rows_ in rows if isinstance(rows_, list) for row in rows_ if isinstance(row, dict)
+                          for v in row.values() if isinstance(v, str)]
+            else:
+                found += chart_texts(value)
+    elif isinstance(spec, list):
+        for item in spec:
+            found += chart_texts(item)
+    return found
+
+
+def chart_font_sizes(spec) -> list[float]:
+    """Every font size a spec sets (``fontSize``, ``titleFontSize``, ``labelFontSize``…)."""
+    if isinstance(spec, dict):
+        return [v for k, v in spec.items() if k.lower().endswith("fontsize") and isinstance(v, (int, float))] + [
+            size for v in spec.values() for size in chart_font_sizes(v)]
+    if isinstance(spec, list):
+        return [size for item in spec for size in chart_font_sizes(item)]
+    return []
+
+
+def _is_chart(data: dict) -> bool:
+    return "image/png" in data or "vega" in str(data.get("text/html", "")).lower()
+
+
+def _printed_output(output: dict) -> str:
+    """The text an output puts in the PDF (Quarto prefers markdown, then plain text)."""
+    if output.get("output_type") == "stream":
+        return str(output.get("text", ""))
+    data = output.get("data", {})
+    if _is_chart(data):
+        return ""
+    return str(data.get("text/markdown") or data.get("text/plain") or "")
+
+
+def _cells_with_outputs(done: quarto.Executed):
+    chapter = qmd.read(done.path)
+    code_cells = [c for c in done.notebook.cells if c.cell_type == "code"]
+    for source_cell, cell in zip(chapter.cells, code_cells):
+        if source_cell.web_only or source_cell.options.get("include") is False \
+                or source_cell.options.get("output") is False:
+            continue
+        yield source_cell, cell.get("outputs", [])
+
+
+def check_executed(done: quarto.Executed, *, max_width: int | None = None, scale: float | None = None,
+                   chart_font: str | None = None) -> list[Problem]:
+    """Rules on an executed chapter (what the PDF gets from its outputs):
+
+    - every chart output has ``text/html`` (website) and ``image/png`` (PDF), and no
+      ``image/svg+xml`` (Quarto's Typst path would take the SVG first);
+    - every chart PNG is at most ``max_width × scale`` px wide (see ``MIN_FONT_PX``) and
+      every font size its spec sets is ≥ 11 px;
+    - no inline value shows a repr escape (``\\u202f``) instead of its character;
+    - every character of inline values, Markdown/plain/stream outputs is drawable by the
+      PDF fonts, every character of chart text by vl-convert;
+    - no website-only wording in inline values, outputs or chart text.
+    """
+    if max_width is None or scale is None:
+        from labkit import charts
+
+        max_width = charts.MAX_WIDTH if max_width is None else max_width
+        scale = getattr(charts, "SCALE", DEFAULT_SCALE) if scale is None else scale
+    problems, printed, chart_text = [], [], []
+    for source_cell, outputs in _cells_with_outputs(done):
+        where = (done.path, source_cell.line)
+        for output in outputs:
+            data = output.get("data", {})
+            printed.append((where, _printed_output(output)))
+            if not _is_chart(data):
+                continue
+            missing = [m for m in ("text/html", "image/png") if m not in data]
+            if missing or "image/svg+xml" in data:
+                problems.append(Problem(*where, f"chart output has {sorted(data)}: it needs text/html and "
+                                                "image/png, and no image/svg+xml"))
+            if "image/png" in data:
+                width, _ = png_size(data["image/png"])
+                if width > max_width * scale:
+                    problems.append(Problem(*where, f"chart PNG is {width} px wide, over {max_width} CSS px × "
+                                                    f"{scale}: it would shrink or overflow the PDF column"))
+            for spec in chart_specs(str(data.get("text/html", ""))):
+                small = sorted({s for s in chart_font_sizes(spec) if s < MIN_FONT_PX})
+                if small:
+                    problems.append(Problem(*where, f"chart font sizes {small} px under {MIN_FONT_PX} px"))
+                chart_text += [(where, text) for text in chart_texts(spec)]
+    for expression, value in done.inline.items():
+        printed.append(((done.path, _inline_line(done.path, expression)), value))
+        if re.search(r"\\+[ux][0-9a-fA-F]{2}", value):
+            problems.append(Problem(done.path, _inline_line(done.path, expression),
+                                    f"inline `{{python}} {expression}` shows a repr escape: {value!r}; "
+                                    "return a str (labkit.fr) rather than a repr"))
+    problems += _character_problems(printed, glyphs.pdf_missing, "the PDF fonts")
+    problems += _character_problems(chart_text, lambda cs: glyphs.chart_missing(cs, chart_font),
+                                    "vl-convert's fonts (charts)")
+    for where, text in printed + chart_text:
+        problems += [Problem(*where, f"{m.group(0)!r} only makes sense on the website but this output "
+                                     "reaches the PDF") for m in WEB_ONLY.finditer(text)]
+    return problems
+
+
+def _inline_line(path: Path, expression: str) -> int:
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if expression in line:
+            return number
+    return 1
+
+
+def _character_problems(texts, missing_of, fonts: str) -> list[Problem]:
+    where: dict[str, tuple[Path, int]] = {}
+    for place, text in texts:
+        for character in text:
+            where.setdefault(character, place)
+    return [Problem(*where[c], f"{glyphs.describe([c])} has no glyph in {fonts}: it prints as a box")
+            for c in sorted(missing_of(set(where)))]
+
+
+# -- command line -------------------------------------------------------------------------
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--metrics", action="store_true", help="readability metrics per chapter (issue 21)")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the book's folder (with _quarto.yml)")
+    args = parser.parse_args(argv)
+    if args.metrics:
+        chapters = [c for c in book(args.root) if c.path.parent.name == "chapters"]
+        rows = {c.path.name: metrics(c) for c in chapters}
+        print(metrics_table(rows))
+        print("(long inline values need an executed chapter: tests/test_book.py counts them)")
+        return 1 if any(over_limits(v) for v in rows.values()) else 0
+    problems = check_book(args.root)
+    for problem in problems:
+        print(problem)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

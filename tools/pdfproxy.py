@@ -1,0 +1,158 @@
+"""A proxy of the book's PDF built without Quarto: Pandoc (PyPI ``pypandoc_binary``) writes
+Typst, Typst (PyPI ``typst``) compiles it, and Typst's errors stop the build as in Quarto.
+
+What it covers: the book as ONE Typst document, so the errors that stop Quarto's PDF and
+then break every cross-reference of the website — a label defined twice
+(``label <fig-curves> occurs multiple times``), a reference or citation with no target —,
+Pandoc's warnings on the book's Markdown (a stray ``$`` that opens a formula), and the
+print edition's code filter (``filters/print-code.lua``), applied on the way.
+
+How: each file of ``_quarto.yml`` is turned into Pandoc Markdown shaped like the
+Markdown Quarto's Jupyter engine writes: a cell becomes a ``.cell`` div holding its code
+(``.cell-code``, unless ``echo: false``) and, for a ``fig-`` label, an image with the
+cell's ``fig-cap`` and ``{#fig-…}``; for a ``tbl-`` label, a table captioned
+``: tbl-cap {#tbl-…}``.  Web-only divs are left out; inline expressions become their
+executed values when given, else ``0``; ``$$…$$ {#eq-…}`` gets a Typst label and a
+cross-reference ``@fig-…`` is written as Typst's own reference (Pandoc would make it a
+citation).
+
+What it does not cover: Quarto's own Typst template (the orange-book cover, callout boxes,
+fonts) and Lua filters, its cross-reference pass (it relies on Typst's), execution
+(outputs are placeholders unless executed notebooks are passed), and page layout — the
+PDF's look is checked with a real Quarto (tests/test_render.py).
+
+    python tools/pdfproxy.py [--out book.pdf]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import qmd  # noqa: E402
+import quarto  # noqa: E402
+
+ROOT = quarto.ROOT
+PRINT_FILTER = ROOT / "filters" / "print-code.lua"
+#: A 4 × 3 white PNG: where the book has a chart, the proxy has this.
+PLACEHOLDER = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAQAAAADCAIAAAA7ljmRAAAAFElEQVR4nGP8//8/AwwwMSABFA4Aby0DA"
+                               "yMYAwQAAAAASUVORK5CYII=")
+_EQUATION_ID = re.compile(r"(\$\$)\s*\{#(eq-[\w-]+)\}")
+#: Pandoc would write ``@fig-x`` as a citation; Quarto resolves it as a cross-reference,
+#: which in Typst is a reference to the label: written as raw Typst.
+_XREF = re.compile(r"(?<![\w@])@((?:fig|tbl|sec|eq)-[\w-]*\w)")
+#: Typst numbers equations only when asked: a reference to an unnumbered one is an error.
+_HEADER = '#set math.equation(numbering: "(1)")'
+
+
+class ProxyError(RuntimeError):
+    """Typst (or Pandoc) refused the book: the real PDF build would stop too."""
+
+
+def _cell(cell: qmd.Cell, outputs: list[dict] | None) -> list[str]:
+    classes = " ".join(f".{name}" for name in ["cell", *cell.classes])
+    lines = [f"::: {{{classes}}}"]
+    if not cell.hidden:
+        lines += ["``` {.python .cell-code}", cell.code, "```"]
+    captions = dict(cell.captions)
+    for label in cell.labels:
+        if label.startswith("fig-"):
+            lines += ["", f"![{captions.get('fig-cap', '')}](placeholder.png){{#{label}}}", ""]
+        elif label.startswith("tbl-"):
+            table = next((str(o["data"]["text/markdown"]) for o in outputs or []
+                          if "text/markdown" in o.get("data", {})), "| a |\n|---|\n| 0 |")
+            lines += ["", table, "", f": {captions.get('tbl-cap', '')} {{#{label}}}", ""]
+    if not any(label.startswith(("fig-", "tbl-")) for label in cell.labels):
+        lines += [str(o["data"]["text/markdown"]) for o in outputs or [] if "text/markdown" in o.get("data", {})]
+    return lines + [":::", ""]
+
+
+def markdown(path: Path, executed=None) -> str:
+    """A book file as the Pandoc Markdown its PDF is made from (see the module docstring).
+    ``executed``: the chapter executed by ``tools/quarto.py`` (inline values and outputs)."""
+    chapter = qmd.read(path)
+    values = executed.inline if executed else {}
+    outputs = ([c.get("outputs", []) for c in executed.notebook.cells if c.cell_type == "code"]
+               if executed else [None] * len(chapter.cells))
+    cells = iter(zip(chapter.cells, outputs))
+    lines = []
+    for kind, item in chapter.order:
+        if kind == "prose" and not item.web_only:
+            text = qmd.INLINE.sub(lambda m: values.get(m.group(1).strip(), "0"), item.text)
+            text = _XREF.sub(r"`@\1`{=typst}", _EQUATION_ID.sub(r"\1 `<\2>`{=typst}", text))
+            lines.append(text)
+        elif kind == "cell":
+            cell, cell_outputs = next(cells)
+            if not cell.web_only and cell.options.get("include") is not False:
+                lines += _cell(cell, cell_outputs)
+        elif kind == "shown" and not item[3]:
+            number, info, body, _ = item
+            lines += [f"```{info}", *(line.text for line in body), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def typst_source(paths, root: Path = ROOT, executed: dict | None = None) -> str:
+    """The book's files as one Typst document (Pandoc's standalone Typst template)."""
+    import pypandoc
+
+    text = "\n\n".join(markdown(path, (executed or {}).get(Path(path).resolve())) for path in paths)
+    bibliography = quarto.config(root).get("bibliography")
+    args = ["--from=markdown", "--to=typst", "--standalone", "--number-sections", f"--lua-filter={PRINT_FILTER}",
+            "--metadata=lang:fr", f"--variable=header-includes:{_HEADER}"]
+    if bibliography:
+        args.append(f"--metadata=bibliography:{Path(bibliography).name}")
+    done = subprocess.run([pypandoc.get_pandoc_path(), *args], input=text, capture_output=True, text=True)
+    # A Pandoc warning is a defect of the PDF too (e.g. "Could not convert TeX math": a stray
+    # "$" opened a formula, and the text after it prints as raw TeX).
+    if done.returncode != 0 or done.stderr.strip():
+        raise ProxyError(f"pandoc: {done.stderr.strip()}")
+    return done.stdout
+
+
+def compile_pdf(root: Path = ROOT, *, paths=None, executed: dict | None = None) -> bytes:
+    """The proxy PDF of the book at ``root``; :class:`ProxyError` with Typst's message if
+    Typst refuses it."""
+    import typst
+
+    root = Path(root)
+    paths = paths or quarto.chapters(root)
+    source = typst_source(paths, root, executed)
+    with tempfile.TemporaryDirectory(prefix="pdfproxy-") as folder:
+        folder = Path(folder)
+        (folder / "book.typ").write_text(source, encoding="utf-8")
+        (folder / "placeholder.png").write_bytes(PLACEHOLDER)
+        bibliography = quarto.config(root).get("bibliography")
+        if bibliography:
+            shutil.copy(root / bibliography, folder / Path(bibliography).name)
+        try:
+            return typst.compile(folder / "book.typ", root=folder, ignore_system_fonts=True)
+        except typst.TypstError as error:
+            raise ProxyError(f"typst: {error.message}" + "".join(f"\n  hint: {h}" for h in error.hints)) from None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=ROOT)
+    parser.add_argument("--out", type=Path, help="write the proxy PDF here")
+    args = parser.parse_args(argv)
+    try:
+        pdf = compile_pdf(args.root)
+    except ProxyError as error:
+        print(error, file=sys.stderr)
+        return 1
+    if args.out:
+        args.out.write_bytes(pdf)
+    print(f"proxy PDF: {len(pdf)} bytes" + (f", written to {args.out}" if args.out else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
