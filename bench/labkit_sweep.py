@@ -1,11 +1,9 @@
-"""The labkit side: the same grid as ``plain_keras.py``, as one ``labkit.sweep``.
+"""The labkit side: the grid of ``plain_keras.py`` as one ``labkit.sweep``, as a chapter writes it.
 
-Run as a fresh process by ``bench/run.py`` with an empty run store
-(``LABKIT_RUNS_DIR``) and an empty JAX compilation cache (``LABKIT_JAX_CACHE``),
-so worker start-up and compilation are included.  Like the chapters, it calls
-``prepare_chapter()`` first: the workers start while it imports Keras.  Prints one JSON line: the
-driver's timings and, from the records the workers wrote, each run's timing
-(process id, time in ``execute``, in ``fit``, per epoch) to see where time goes.
+``bench/run.py`` runs it as a new process with an empty run store (``LABKIT_RUNS_DIR``)
+and an empty JAX compilation cache (``LABKIT_CACHE_DIR``), so worker start-up and
+compilation are included.  Prints one JSON line: the sweep's wall time and each run's
+epoch times, from the records the driver stored.
 """
 
 import time
@@ -15,15 +13,8 @@ START = time.perf_counter()
 import argparse  # noqa: E402
 import json  # noqa: E402
 
-import labkit  # noqa: E402
-
-if __name__ == "__main__":  # (spawned workers import this file too)
-    labkit.prepare_chapter()  # as the chapters do: workers start while this script imports Keras
-
-from labkit import Run, sweep  # noqa: E402
-
-from labkit.models import mlp  # noqa: E402
-from labkit.runs import open_store  # noqa: E402
+import labkit  # noqa: E402  (sets KERAS_BACKEND before Keras is imported)
+from common import compiled_mlp  # noqa: E402  (bench/common.py: the model plain_keras.py trains)
 
 
 def main() -> None:
@@ -31,29 +22,20 @@ def main() -> None:
     parser.add_argument("--lrs", type=float, nargs="+", required=True)
     parser.add_argument("--epochs", type=int, required=True)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--train-size", type=int, default=None)
     args = parser.parse_args()
-    imported = time.perf_counter() - START
 
-    def make(lr):
-        return Run(model=mlp(hidden=(256, 128)), data="mnist", validation=0.1, epochs=args.epochs,
-                   batch_size=args.batch_size, optimizer="sgd", learning_rate=lr, seed=0)
+    def experiment(lr):
+        return labkit.Run(compiled_mlp(lr), data="mnist", epochs=args.epochs, batch_size=args.batch_size,
+                          train_size=args.train_size)
 
-    make(args.lrs[0])  # the driver's first Run imports Keras: timed apart from the sweep
-    ready = time.perf_counter() - START
     start = time.perf_counter()
-    frame = sweep(make, {"lr": args.lrs}, label="bench")
+    results = labkit.sweep(experiment, {"lr": args.lrs}, label="bench")
     swept = time.perf_counter() - start
-    store = open_store()
-    runs = [_timing(store.load(key)) for key in frame["key"].unique()]
-    print(json.dumps({"import_seconds": imported, "ready_seconds": ready, "sweep_seconds": swept,
-                      "runs": runs, "total_seconds": time.perf_counter() - START}))
-
-
-def _timing(record: dict) -> dict:
-    return {"lr": record["spec"]["learning_rate"], "pid": record["platform"]["pid"],
-            "compute_seconds": record.get("compute_seconds"), "fit_seconds": record["seconds"],
-            "epoch_seconds": record["epoch_seconds"], "epochs": record["epochs_run"],
-            "val_accuracy": record["final"]["validation"].get("accuracy")}
+    runs = [{"lr": item.point["lr"], "fit_seconds": item.result.record["seconds"],
+             "epoch_seconds": item.result.epoch_seconds, "trained": not item.result.cached}
+            for item in results]
+    print(json.dumps({"sweep_seconds": swept, "runs": runs, "total_seconds": time.perf_counter() - START}))
 
 
 if __name__ == "__main__":
