@@ -54,6 +54,9 @@ def test_the_good_fixture_passes_every_static_check(tmp_path):
      ["02-second.qmd:5: label 'fig-premier-courbes' is already defined at chapters/01-premier.qmd:32"]),
     ("dangling-reference", bookcheck.check_references,
      ["02-second.qmd:3: @fig-nulle-part refers to nothing", "@inconnu2020 is neither a cross-reference"]),
+    ("dead-link", bookcheck.check_links,
+     ["02-second.qmd:3: link target '../_notebooks/03-absent.ipynb' does not exist",
+      "02-second.qmd:3: link target 'figures/absente.png' does not exist"]),
     ("web-wording", bookcheck.check_wording,
      ["02-second.qmd:3: 'survol'", "02-second.qmd:3: 'souris'", "02-second.qmd:5: 'zoom'",
       "02-second.qmd:5: 'molette' only makes sense on the website but this fig-cap reaches the PDF"]),
@@ -156,7 +159,8 @@ def test_the_good_fixture_passes_the_executed_checks(executed_fixtures):
 
 @pytestmark_executed
 @pytest.mark.parametrize("expected", [
-    "02-second.qmd:7: chart PNG is 1900 px wide, over 640 CSS px × 2",
+    "02-second.qmd:7: chart is 950 CSS px wide (1900 px PNG), over 640: it would shrink or overflow",
+    "02-second.qmd:7: chart is 700 CSS px wide (600 px PNG), over 640",
     "02-second.qmd:7: chart output has ['text/html']: it needs text/html and image/png",
     "02-second.qmd:7: chart output has ['image/png', 'image/svg+xml', 'text/html']",
     "02-second.qmd:7: chart font sizes [8] px under 11 px",
@@ -305,6 +309,13 @@ def test_the_scratch_copy_leaves_out_outputs_freeze_and_data(tmp_path):
     assert not any((copy / name).exists() for name in ("_freeze", "data", "_book", "_notebooks"))
     with pytest.raises(ValueError, match="must be outside"):
         scratch.copy_project(root / "chapters" / "copy", root)
+
+
+def test_the_workflows_are_valid_github_workflows():
+    workflows = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+    result = subprocess.run([str(Path(sys.executable).parent / "check-jsonschema"), "--builtin-schema",
+                             "vendor.github-workflows", *map(str, workflows)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # -- make book without Quarto --------------------------------------------------------------

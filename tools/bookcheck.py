@@ -129,6 +129,29 @@ def check_references(chapters: list[qmd.Chapter], root: Path = ROOT) -> list[Pro
     return problems
 
 
+_LINK = re.compile(r"\]\(<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\)")
+
+
+def check_links(chapters: list[qmd.Chapter], root: Path = ROOT) -> list[Problem]:
+    """Rule: every link to a local file resolves (Quarto warns "Unable to resolve link
+    target"): the file exists, or it is a chapter's notebook that tools/notebooks.py writes
+    before each render (``_notebooks/<chapter>.ipynb``)."""
+    import notebooks
+
+    written = {(root / notebooks.FOLDER / f"{c.path.stem}.ipynb").resolve()
+               for c in chapters if c.path.parent.name == "chapters"}
+    problems = []
+    for chapter in chapters:
+        for line in chapter.prose:
+            for target in _LINK.findall(qmd.without_code(line.text)):
+                if re.match(r"^([a-z][\w+.-]*:|#|@)", target):
+                    continue
+                path = (chapter.path.parent / target.split("#")[0]).resolve()
+                if not path.exists() and path not in written:
+                    problems.append(Problem(chapter.path, line.number, f"link target {target!r} does not exist"))
+    return problems
+
+
 # -- what reaches the PDF -----------------------------------------------------------------
 def printed_text(chapter: qmd.Chapter, values: dict[str, str] | None = None):
     """(line, text, kind) of what the PDF prints from the sources: prose outside web-only
@@ -237,7 +260,7 @@ def check_expectations_first(chapters: list[qmd.Chapter]) -> list[Problem]:
     return problems
 
 
-STATIC_CHECKS = (check_ids, check_references, check_wording, check_characters, check_claims,
+STATIC_CHECKS = (check_ids, check_references, check_links, check_wording, check_characters, check_claims,
                  check_expectations_first)
 
 
@@ -313,9 +336,11 @@ def metrics_table(rows: dict[str, dict]) -> str:
 
 # -- executed chapters --------------------------------------------------------------------
 #: Chart legibility in print.  The PDF's text column is labkit.charts.MAX_WIDTH = 640 CSS px
-#: wide (A4, 10 pt, Quarto's Typst margins); the PNG twin is drawn at labkit.charts' scale
-#: (2 device px per CSS px).  A chart whose PNG is at most MAX_WIDTH × scale px wide is
-#: printed at most at its own size, so its fonts, all ≥ 11 CSS px, print at ≥ 11 px ≈ 8 pt.
+#: wide (A4, 10 pt, Quarto's Typst margins).  A chart's CSS width is the width its output's
+#: metadata declares (labkit's renderer gives it), else its PNG's pixels / 2 (the PNG twin is
+#: drawn 2 device px per CSS px, and records 192 dpi so that Typst prints it at CSS size).
+#: Rule: CSS width ≤ MAX_WIDTH, so the chart prints at its own size, never shrunk, and its
+#: fonts, all ≥ 11 CSS px (checked on its spec), print at ≥ 11 px = 8.25 pt.
 MIN_FONT_PX = 11
 DEFAULT_SCALE = 2
 
@@ -407,8 +432,8 @@ def check_executed(done: quarto.Executed, *, max_width: int | None = None, scale
 
     - every chart output has ``text/html`` (website) and ``image/png`` (PDF), and no
       ``image/svg+xml`` (Quarto's Typst path would take the SVG first);
-    - every chart PNG is at most ``max_width × scale`` px wide (see ``MIN_FONT_PX``) and
-      every font size its spec sets is ≥ 11 px;
+    - every chart is at most ``max_width`` CSS px wide (see ``MIN_FONT_PX``: declared width,
+      else PNG pixels / ``scale``) and every font size its spec sets is ≥ 11 px;
     - no inline value shows a repr escape (``\\u202f``) instead of its character;
     - every character of inline values, Markdown/plain/stream outputs is drawable by the
       PDF fonts, every character of chart text by vl-convert;
@@ -418,7 +443,7 @@ def check_executed(done: quarto.Executed, *, max_width: int | None = None, scale
         from labkit import charts
 
         max_width = charts.MAX_WIDTH if max_width is None else max_width
-        scale = getattr(charts, "SCALE", DEFAULT_SCALE) if scale is None else scale
+        scale = DEFAULT_SCALE if scale is None else scale
     problems, printed, chart_text = [], [], []
     for source_cell, outputs in _cells_with_outputs(done):
         where = (done.path, source_cell.line)
@@ -432,10 +457,11 @@ def check_executed(done: quarto.Executed, *, max_width: int | None = None, scale
                 problems.append(Problem(*where, f"chart output has {sorted(data)}: it needs text/html and "
                                                 "image/png, and no image/svg+xml"))
             if "image/png" in data:
-                width, _ = png_size(data["image/png"])
-                if width > max_width * scale:
-                    problems.append(Problem(*where, f"chart PNG is {width} px wide, over {max_width} CSS px × "
-                                                    f"{scale}: it would shrink or overflow the PDF column"))
+                pixels, _ = png_size(data["image/png"])
+                width = output.get("metadata", {}).get("image/png", {}).get("width") or pixels / scale
+                if width > max_width:
+                    problems.append(Problem(*where, f"chart is {width:g} CSS px wide ({pixels} px PNG), over "
+                                                    f"{max_width}: it would shrink or overflow the PDF column"))
             for spec in chart_specs(str(data.get("text/html", ""))):
                 small = sorted({s for s in chart_font_sizes(spec) if s < MIN_FONT_PX})
                 if small:
