@@ -1,6 +1,6 @@
 """The book renders: each class of defect a real Quarto render showed is caught here, without Quarto.
 
-Every check (tools/bookcheck.py, tools/pdfproxy.py, filters/print-code.lua) is proved on a
+Every check (tools/bookcheck.py, tools/outputcheck.py, tools/pdfproxy.py, filters/print-code.lua) is proved on a
 good fixture book (tests/fixtures/book) and on broken chapters (tests/fixtures/broken), each
 put in place of the fixture's second chapter.  The tests named ``test_the_book_*`` run the
 same checks on the real book: they fail until its chapters comply.  Executed chapters are
@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import bookcheck  # noqa: E402
 import notebooks  # noqa: E402
+import outputcheck  # noqa: E402
 import pdfproxy  # noqa: E402
 import quarto  # noqa: E402
 import scratch  # noqa: E402
@@ -73,7 +74,7 @@ def test_the_good_fixture_passes_every_static_check(tmp_path):
 def test_each_static_check_fails_on_its_broken_fixture(tmp_path, broken, check, expected):
     root = fixture_book(tmp_path, broken)
     chapters = bookcheck.book(root)
-    problems = check(chapters, root) if "root" in check.__code__.co_varnames else check(chapters)
+    problems = check(chapters, root)
     text = messages(problems).replace(f"{root}/", "")
     for line in expected:
         assert line in text
@@ -154,7 +155,7 @@ pytestmark_executed = pytest.mark.xdist_group("fixtures-executed")
 @pytestmark_executed
 def test_the_good_fixture_passes_the_executed_checks(executed_fixtures):
     for done in executed_fixtures["good"]:
-        assert bookcheck.check_executed(done, max_width=640, scale=2) == []
+        assert outputcheck.check_executed(done, max_width=640, scale=2) == []
 
 
 @pytestmark_executed
@@ -171,7 +172,7 @@ def test_the_good_fixture_passes_the_executed_checks(executed_fixtures):
     "02-second.qmd:7: 'survol' only makes sense on the website but this output reaches the PDF",
 ])
 def test_each_executed_check_fails_on_the_broken_outputs(executed_fixtures, expected):
-    problems = bookcheck.check_executed(executed_fixtures["outputs"], max_width=640, scale=2)
+    problems = outputcheck.check_executed(executed_fixtures["outputs"], max_width=640, scale=2)
     assert expected in messages(problems)
 
 
@@ -182,7 +183,7 @@ def test_long_inline_values_are_counted_on_executed_values(executed_fixtures):
 
 
 def test_png_size_reads_the_header():
-    assert bookcheck.png_size(pdfproxy.PLACEHOLDER) == (4, 3)
+    assert outputcheck.png_size(pdfproxy.PLACEHOLDER) == (4, 3)
 
 
 # -- the PDF proxy -------------------------------------------------------------------------
@@ -409,7 +410,7 @@ def _book_params():
 
 @pytest.mark.parametrize("chapter, profile", _book_params())
 def test_the_book_chapter_executed_passes_the_executed_checks(chapter, profile, tmp_path_factory):
-    assert messages(bookcheck.check_executed(executed(chapter, profile, tmp_path_factory))) == ""
+    assert messages(outputcheck.check_executed(executed(chapter, profile, tmp_path_factory))) == ""
 
 
 @pytest.mark.parametrize("chapter, profile", _book_params())
