@@ -62,7 +62,7 @@ def sentence(kind: str, id: str, folder: Path | str | None = None) -> tuple[str,
         while start >= 0 and not (text[start] == "[" and depth == 0):
             depth += {"]": 1, "[": -1}.get(text[start], 0)
             start -= 1
-        return " ".join(text[start + 1:end].split()), path
+        return re.sub(r"[ \t\r\n]+", " ", text[start + 1:end]).strip(), path
     return None
 
 
