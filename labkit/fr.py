@@ -12,21 +12,28 @@ string would show its narrow spaces as ``\\u202f``.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 from babel.numbers import format_decimal
 
-__all__ = ["Text", "num", "pct", "pm", "pt", "rate", "seconds", "money", "NBSP", "NNBSP", "MINUS"]
+__all__ = ["Text", "markdown", "num", "pct", "pm", "pt", "rate", "seconds", "money", "NBSP", "NNBSP", "MINUS"]
 
 NBSP, NNBSP, MINUS = "\u00a0", "\u202f", "\u2212"
 MISSING = "—"
 
 
 class Text(str):
-    """A string shown as itself by Quarto and Jupyter (its Markdown form)."""
+    """A string shown as itself by Quarto and Jupyter (its Markdown form), with ``$`` escaped:
+    in Markdown two dollars in one paragraph open a formula (``k$), MAE (k$``)."""
 
     def _repr_markdown_(self) -> str:
-        return str(self)
+        return markdown(self)
+
+
+def markdown(text: str) -> str:
+    """``text`` safe in Markdown prose or a table cell: each ``$`` not yet escaped becomes ``\\$``."""
+    return re.sub(r"(?<!\\)\$", r"\\$", str(text))
 
 
 def _finite(x) -> float | None:

@@ -128,7 +128,7 @@ def _show(array: np.ndarray, unit: str) -> str:
         return fr.pm(array, percent=True)
     if unit == "pt":
         return fr.pm(100 * array) + f"{fr.NBSP}pt"
-    return fr.pm(array) + (f"{fr.NBSP}{unit}" if unit else "")
+    return fr.pm(array) + (f"{fr.NBSP}{fr.markdown(unit)}" if unit else "")
 
 
 def _digits(size: float, unit: str) -> int:
@@ -143,14 +143,14 @@ def _gap(value: float, unit: str, digits: int, sign: bool = True) -> str:
     if unit in ("%", "pt"):
         return fr.pt(value, digits, sign=sign)
     text = fr.num(value, digits) if not sign or value <= 0 else "+" + fr.num(value, digits)
-    return text + (f"{fr.NBSP}{unit}" if unit else "")
+    return text + (f"{fr.NBSP}{fr.markdown(unit)}" if unit else "")
 
 
 def _threshold_text(threshold: float, unit: str) -> str:
     """A threshold as the expectation wrote it: ``95 %``, ``97,5 %``, ``3 pt``, ``0,6``, ``75 époques``."""
     if unit in ("%", "pt"):
         return fr.rate(100 * threshold) + (f"{fr.NNBSP}%" if unit == "%" else f"{fr.NBSP}pt")
-    return fr.rate(threshold) + (f"{fr.NBSP}{unit}" if unit else "")
+    return fr.rate(threshold) + (f"{fr.NBSP}{fr.markdown(unit)}" if unit else "")
 
 
 @dataclass(frozen=True)
@@ -242,10 +242,31 @@ def _expectation_ids(path: Path) -> list[str]:
 
 
 # -- tables -------------------------------------------------------------------------------
+#: Characters per line of the PDF's text column (A4, 10 pt): sizes the columns of wide tables.
+LINE = 90
+
+
 def table(frame: pd.DataFrame) -> Markdown:
     """A data frame as a Markdown table (Pandoc's own tables: the same on the site and in the
-    PDF, captioned by the cell's ``tbl-cap``).  Format numbers before, with :mod:`labkit.fr`."""
-    return Markdown(frame.to_markdown(index=False, tablefmt="pipe", disable_numparse=True))
+    PDF, captioned by the cell's ``tbl-cap``).  Format numbers before, with :mod:`labkit.fr`.
+
+    Cells are Markdown (``$`` escaped).  Pandoc sizes the columns of a wide table by the
+    dashes of its separator line: each column gets room for its longest word, and the rest
+    of the line in proportion to its mean length, so that a short column ("confirmée")
+    is never squeezed into hyphenated pieces by a long one.
+    """
+    cells = frame.astype(str).map(fr.markdown)
+    text = cells.to_markdown(index=False, tablefmt="pipe", disable_numparse=True)
+    lengths = [[len(name), *cells[name].str.len()] for name in cells.columns]
+    words = [max(len(word) for value in [name, *cells[name]] for word in value.split() or [""])
+             for name in cells.columns]
+    need = [(word + 2) / LINE for word in words]
+    mean = [sum(column) / len(column) for column in lengths]
+    share = [n + max(0.0, 1 - sum(need)) * m / sum(mean) for n, m in zip(need, mean)]
+    lines = text.splitlines()
+    aligns = [":" if part.strip().startswith(":") else "" for part in lines[1].strip("|").split("|")]
+    lines[1] = "|" + "|".join(f"{a}{'-' * max(3, round(100 * s))}" for a, s in zip(aligns, share)) + "|"
+    return Markdown("\n".join(lines))
 
 
 def source(function) -> Markdown:
