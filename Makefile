@@ -22,11 +22,9 @@ $(VENV)/.installed-test: pyproject.toml requirements.lock
 venv: $(VENV)/.installed-test
 
 ## make test: create the environment, install labkit with its test extra, run the tests
-## (-n auto: one test process per core, pytest-xdist; --dist loadgroup keeps the tests of one
-## executed chapter in one process, so each chapter executes once; PYTEST_ARGS="-n 0" runs
-## them in one process)
+## (-n auto: one test process per core, pytest-xdist; PYTEST_ARGS="-n 0" runs them in one process)
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -n auto --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto $(PYTEST_ARGS)
 
 ## make doctor: what labkit finds (datasets, stores, workers); labkit/cli.py
 doctor: $(VENV)/.installed-test
