@@ -59,7 +59,7 @@ def _theme() -> alt.theme.ThemeConfig:
                   "offset": 8},
         "axis": {"labelFontSize": 11, "titleFontSize": 12, "gridColor": "#e6e6e6", **plain},
         "legend": {"labelFontSize": 11, "titleFontSize": 12, "orient": "bottom", "labelLimit": 300,
-                   **plain},
+                   "layout": {"bottom": {"margin": 24}}, **plain},  # room between two legends side by side
         "header": {"labelFontSize": 12, "titleFontSize": 12, **plain},
         "text": {"fontSize": 11},
         "range": {"category": OKABE_ITO},

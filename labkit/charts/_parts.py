@@ -53,6 +53,7 @@ def numbers(values: pd.Series) -> pd.Series:
 def refuse_mixed(data: pd.DataFrame, keys: list[str], builder: str, shown: dict, measured=()) -> None:
     """Each (keys) group holds one row: a second one means a column the chart does not show
     (a metric, a split, a grid setting) varies, and its values would be averaged together."""
+    keys = list(dict.fromkeys(keys))  # colour may be the seed itself
     repeated = data.duplicated(keys, keep=False)
     if not repeated.any():
         return

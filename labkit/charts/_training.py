@@ -199,7 +199,7 @@ def by(frame, *, x, y, color=None, dash=None, facet=None, kind="points", log_x=F
     height = FACET_HEIGHT if facet else PLOT_HEIGHT
     channels = {"x": X, "color": color_channel(orders["color"], titles["color"], "circle") if color
                 else alt.value(OKABE_ITO[0])}
-    if len(orders["color"]) > 1 and not log_x:  # side by side within each x
+    if not log_x and data.groupby("label")["color"].nunique().max() > 1:  # colours that share an x: side by side
         channels["xOffset"] = alt.XOffset("color:N", sort=orders["color"])
     scale_axis = y_scale_axis(data["value"], builder, log_y, percent, zero or kind == "bar")
     Y = {field: alt.Y(f"{field}:Q", title=y_title, **scale_axis) for field in ("value", "mean")}
@@ -255,7 +255,7 @@ def heatmap(frame, *, x, y, value, better="higher", percent=False, digits=1, tit
         raise ValueError(f"charts.heatmap: better must be 'higher' or 'lower', got {better!r}")
     check(frame, builder, x, y, value)
     if "seed" in frame:
-        refuse_mixed(frame, list(dict.fromkeys([x, y, "seed"])), builder, {"x": x, "y": y}, (value,))
+        refuse_mixed(frame, [x, y, "seed"], builder, {"x": x, "y": y}, (value,))
     data = pd.DataFrame({"value": numbers(frame[value])}, index=frame.index)
     (data["x"], x_order), (data["y"], y_order) = labelled(frame, x), labelled(frame, y)
     data["lost"] = frame["diverged"].fillna(False).astype(bool) if "diverged" in frame else data["value"].isna()

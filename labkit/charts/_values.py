@@ -106,7 +106,9 @@ def scatter(frame, *, x, y, color=None, facet=None, diagonal=False, trend=False,
     missing, data = int(data[["x", "y"]].isna().any(axis=1).sum()), data.dropna(subset=["x", "y"])
     if data.empty:
         raise ValueError(f"charts.scatter: no row has finite {x!r} and {y!r}")
-    shown = data.sample(sample, random_state=0) if len(data) > sample else data
+    shown = data
+    if len(data) > sample:  # seeded, and kept in the frame's order: a sorted frame draws its last rows on top
+        shown = data.iloc[np.sort(np.random.default_rng(0).choice(len(data), sample, replace=False))]
     table = [shown.assign(kind="point")]
     notes = [f"Échantillon de {fr.num(len(shown))} points sur {fr.num(len(data))} (tirage fixe)"
              if len(shown) < len(data) else f"{fr.num(len(data))} points"]
