@@ -19,20 +19,24 @@ processes by :func:`fit` (plain Keras), and the results come back as one tidy ta
 
 from labkit import _env  # noqa: F401  (backend and XLA flags before anything imports Keras)
 
+# Imported now, not lazily: ``labkit.sweep`` must be the function, and importing the module
+# of the same name later (a worker unpickling a task does) would rebind the name to the module.
+from labkit.sweep import sweep
+
 __version__ = "0.2.0"
 
 __all__ = ["Run", "Result", "fit", "train", "sweep", "memo", "choose", "__version__"]
 
-_LAZY = {"Run": "runs", "Result": "runs", "fit": "runs", "train": "runs", "sweep": "sweep",
-         "memo": "store", "choose": "settings"}
+_LAZY = {"Run": "runs", "Result": "runs", "fit": "runs", "train": "runs", "memo": "store",
+         "choose": "settings"}
 
 
 def __getattr__(name):
-    # Lazy, so that `import labkit` stays cheap for the command line and the workers.
+    # Lazy, so that `import labkit` does not import Keras (the command line does not need it).
     import importlib
 
     if name in _LAZY:
         return getattr(importlib.import_module(f"labkit.{_LAZY[name]}"), name)
-    if name in ("data", "runs", "store", "sweep", "probes", "models", "report", "fr", "charts", "settings"):
+    if name in ("data", "runs", "store", "probes", "models", "report", "fr", "charts", "settings"):
         return importlib.import_module(f"labkit.{name}")
     raise AttributeError(f"module 'labkit' has no attribute {name!r}")

@@ -36,6 +36,7 @@ DATASETS = ("mnist", "california")
 TARGET = "MedHouseVal"
 MNIST_ROWS = (60_000, 10_000)
 CALIFORNIA_ROWS = 20_640
+CALIFORNIA_CACHE_BYTES = 4 * 2**20  # scikit-learn's cache: 0.4 MB, 1.5 MB once decompressed
 #: sha256 of the genuine arrays (see ``_digest``): Keras' MNIST as uint8, the same prepared
 #: as float32 in [0, 1] and int64 labels, and scikit-learn's California housing frame.
 MNIST_SHA256 = "52cd6c10ae77107af32269dd9d10ca19c1b749e83235a0c75e2f0729ebeaf141"
@@ -94,7 +95,7 @@ def _read_prepared(folder: Path):
     try:
         arrays = [np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
                   for name in ("x_train", "y_train", "x_test", "y_test")]
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError):  # missing, truncated, not an .npy file
         return None
     return arrays if _digest(arrays) == PREPARED_SHA256 else None
 
@@ -158,16 +159,21 @@ class _ArraysOnly:
 
 
 def _vet_pickle(path: Path) -> None:
-    """Walk the pickle of scikit-learn's cache with :class:`_ArraysOnly`, without building it.
+    """Read scikit-learn's cache with :class:`_ArraysOnly` before scikit-learn unpickles it.
 
     The cache is a zlib-compressed joblib pickle whose array bytes follow their wrapper
-    in the stream; reading the wrappers' globals is what could run code, and every
-    global must be one of the allowed array types.
+    in the stream; the globals a pickle names are what could run code, and each must be
+    one of the allowed array types (joblib routes the nested pickle of an object array
+    through the same check).  Its size is bounded before anything is decompressed.
     """
     try:
-        raw = zlib.decompress(path.read_bytes())
+        with open(path, "rb") as file:
+            inflate = zlib.decompressobj()
+            raw = inflate.decompress(file.read(CALIFORNIA_CACHE_BYTES), CALIFORNIA_CACHE_BYTES)
     except (OSError, zlib.error) as error:
         raise _refuse(path, f"is not scikit-learn's compressed cache ({error})") from None
+    if inflate.unconsumed_tail:
+        raise _refuse(path, "is larger than scikit-learn's California cache")
     import io
 
     from joblib.numpy_pickle import NumpyUnpickler
@@ -236,19 +242,24 @@ def _check(data, validation, train_size, test) -> None:
         raise ValueError(f"train_size must be an integer >= 10 or None, got {train_size!r}")
 
 
-@functools.lru_cache(maxsize=8)
 def split(data: str = "mnist", validation: float = 0.1, train_size: int | None = None,
           seed: int = 0, test: float = 0.2) -> Split:
-    """The split that Keras runs and scikit-learn baselines share, cached per process.
+    """The split that Keras runs and scikit-learn baselines share, cached per process
+    (and per data directory).
 
     MNIST: the official 10,000 test images; ``validation`` of the 60,000 training images
     held out, stratified by class; then an optional stratified ``train_size`` subset of
     the rest.  California: ``test`` of the rows held out, then ``validation`` (a fraction
     of all rows) from the remainder, then the first ``train_size`` rows.
     """
+    _check(data, validation, train_size, test)
+    return _split(str(settings.data_dir()), data, validation, train_size, seed, test)
+
+
+@functools.lru_cache(maxsize=8)
+def _split(folder: str, data: str, validation: float, train_size: int | None, seed: int, test: float) -> Split:
     from sklearn.model_selection import train_test_split
 
-    _check(data, validation, train_size, test)
     if data == "mnist":
         (x, y), (x_test, y_test) = mnist()
         # Splitting indices draws the same rows as splitting x (only y and n are used).

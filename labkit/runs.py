@@ -20,6 +20,7 @@ import json
 import math
 import os
 import platform
+import re
 import time
 from functools import cached_property
 
@@ -35,13 +36,22 @@ __all__ = ["Run", "Result", "fit", "train", "open_store", "check_record"]
 
 #: Batches per call into XLA: the same updates as one batch per call, fewer round-trips.
 STEPS_PER_EXECUTION = 32
-#: What each dataset asks of a model: input width, output units, the activations its loss needs.
+#: What each dataset asks of a model: input width, output units, and the losses its labels admit.
 SHAPES = {"mnist": (784, 10), "california": (8, 1)}
+LOSSES = {"mnist": ("sparse_categorical_crossentropy",),
+          "california": ("mean_squared_error", "mean_absolute_error", "huber", "log_cosh",
+                         "mean_absolute_percentage_error", "mean_squared_logarithmic_error")}
+#: Keras' other names for one loss or metric: one computation, one key.
+ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "mape": "mean_absolute_percentage_error",
+           "msle": "mean_squared_logarithmic_error", "acc": "accuracy"}
+#: Keras' built-in optimizers that ``keras.optimizers.get`` rebuilds from their config by name.
+OPTIMIZERS = ("adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "ftrl", "lion", "muon",
+              "nadam", "rmsprop", "sgd")
 #: Short names of metrics in histories (chapter C reads the data loss as ``crossentropy``).
 SHORT = {"sparse_categorical_crossentropy": "crossentropy", "mean_absolute_error": "mae",
          "root_mean_squared_error": "rmse", "mean_squared_error": "mse"}
 _COMPILE_DEFAULTS = {"loss_weights": None, "weighted_metrics": None, "run_eagerly": False,
-                     "steps_per_execution": 1}
+                     "steps_per_execution": 1, "jit_compile": True}
 _REPLACEABLE = ("data", "train_size", "validation", "split_seed", "epochs", "batch_size",
                 "early_stopping", "evaluate_test", "keep_predictions", "probes", "probe_epochs", "seed")
 #: The measurements :mod:`labkit.probes` can take during a run.
@@ -58,10 +68,10 @@ def canonical_model(config: dict) -> dict:
     config["compile_config"] = {}  # the compile's settings are fields of the spec
     inner = config["config"]
     inner["name"] = "mlp"
-    dense = [layer for layer in inner["layers"] if layer.get("class_name") == "Dense"]
+    dense = [layer for layer in inner["layers"] if layer["class_name"] == "Dense"]
     counts: dict[str, int] = {}
     for layer in inner["layers"]:
-        kind, layer_config = layer.get("class_name"), layer["config"]
+        kind, layer_config = layer["class_name"], layer["config"]
         if kind == "Dense":
             position = next(i for i, other in enumerate(dense, 1) if other is layer)
             layer_config["name"] = "output" if position == len(dense) else f"hidden_{position}"
@@ -74,14 +84,18 @@ def canonical_model(config: dict) -> dict:
 
 
 def _model_shape(config: dict) -> tuple[int, int, str]:
-    """(input width, output units, output activation) read from a Sequential config."""
+    """(input width, output units, output activation) read from a Sequential config; an
+    ``Activation`` or ``Softmax`` layer after the last Dense gives the output activation."""
     layers = config["config"]["layers"]
-    first = layers[0]["config"]
-    shape = first.get("batch_shape") or first.get("batch_input_shape")
-    with_units = [layer["config"] for layer in layers if "units" in layer["config"]]
-    if not shape or not with_units:
+    shape = layers[0]["config"].get("batch_shape") or layers[0]["config"].get("batch_input_shape")
+    last = max((i for i, layer in enumerate(layers) if layer["class_name"] == "Dense"), default=None)
+    if not shape or last is None:
         raise ValueError("the model must start with keras.Input(shape=(n,)) and end with a Dense layer")
-    return int(shape[-1]), int(with_units[-1]["units"]), str(with_units[-1].get("activation"))
+    activation = str(layers[last]["config"].get("activation"))
+    for layer in layers[last + 1:]:
+        if layer["class_name"] in ("Activation", "Softmax"):
+            activation = str(layer["config"].get("activation", "softmax"))
+    return int(shape[-1]), int(layers[last]["config"]["units"]), activation
 
 
 def _integer(name, value, low, high=None):
@@ -93,99 +107,156 @@ def _integer(name, value, low, high=None):
     return int(value)
 
 
+def _number(value) -> float:
+    """A float written back with its shortest decimal: ``1`` and ``1.0``, or NumPy's float32
+    ``0.1`` and Python's ``0.1``, give one key."""
+    return float(str(value))
+
+
 def _fraction(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 < value < 1:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) \
+            or not 0 < value < 1:
         raise ValueError(f"{name} must be a fraction strictly between 0 and 1, got {value!r}")
-    return float(value)
+    return _number(value)
 
 
 def _rate(value) -> float:
     """A learning rate as Keras holds it (float32), written back with its shortest decimal:
     ``lr=1``, ``1.0`` and the optimizer's ``0.10000000149`` for 0.1 give one key."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) \
             or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"the learning rate must be a finite number > 0, got {value!r} "
-                         "(learning-rate schedules are not supported)")
-    return float(str(np.float32(value)))
+        raise ValueError(f"learning_rate must be a finite number > 0, got {value!r}: give the optimizer "
+                         "a number, e.g. SGD(learning_rate=0.1) (learning-rate schedules are not supported)")
+    return _number(np.float32(value))
+
+
+def _flag(name, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _metric_names(values) -> list[str]:
+    if isinstance(values, str) or not isinstance(values, (list, tuple)) \
+            or not all(isinstance(v, str) for v in values) or len(set(values)) != len(values):
+        raise ValueError(f"metrics must be a list of distinct names, e.g. ['accuracy'], got {values!r}")
+    return [ALIASES.get(v, v) for v in values]
+
+
+def _option(name, value):
+    """An optimizer option as JSON holds it: NumPy scalars as Python ones."""
+    value = value.item() if isinstance(value, np.generic) else value
+    if value is not None and not isinstance(value, (bool, int, float, str)) \
+            or isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"optimizer_options[{name!r}]={value!r} is not a finite number, a flag or a name")
+    return value
 
 
 def _compiled(model) -> dict:
     """The spec fields a compiled Keras model gives: its config, optimizer, loss and metrics."""
     import keras
 
-    if not isinstance(model, keras.Model):
+    if not isinstance(model, keras.Sequential):
         raise TypeError(f"Run takes a compiled keras.Sequential, got {type(model).__name__}")
     compile_config = model.get_compile_config() if model.compiled else None
     if not compile_config:
         raise ValueError("compile the model first: model.compile(optimizer=..., loss=..., metrics=[...])")
     for name, default in _COMPILE_DEFAULTS.items():
-        if compile_config.get(name) != default:
+        if compile_config.get(name, default) != default:
             raise ValueError(f"compile({name}={compile_config.get(name)!r}) is not supported by labkit.Run; "
                              f"leave it at its default ({default!r})")
     optimizer = model.optimizer
     name = type(optimizer).__name__.lower()
-    if type(keras.optimizers.get(name)) is not type(optimizer):
-        raise ValueError(f"optimizer {type(optimizer).__name__} is not one of Keras' built-in optimizers")
+    if name not in OPTIMIZERS or type(optimizer) is not getattr(keras.optimizers, type(optimizer).__name__):
+        raise ValueError(f"optimizer {type(optimizer).__name__} is not one of Keras' built-in optimizers "
+                         f"({', '.join(OPTIMIZERS)}); a run must be rebuilt from its spec in any process")
     options, defaults = optimizer.get_config(), type(optimizer)().get_config()
     learning_rate = _rate(options.pop("learning_rate"))
-    options = {k: v for k, v in options.items() if k not in ("name", "learning_rate") and defaults.get(k) != v}
+    options = {k: float(v) if isinstance(defaults.get(k), float) and isinstance(v, int) else v
+               for k, v in options.items() if k != "name" and defaults.get(k) != v}
     loss, metrics = compile_config["loss"], compile_config.get("metrics") or []
-    if not isinstance(loss, str) or not all(isinstance(m, str) for m in metrics):
+    if not isinstance(loss, str) or not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
         raise ValueError("give the loss and the metrics to compile() by name, e.g. "
                          "loss='sparse_categorical_crossentropy', metrics=['accuracy']")
-    return {"model": canonical_model(json.loads(model.to_json())), "optimizer": name,
-            "learning_rate": learning_rate, "optimizer_options": options, "loss": loss,
-            "metrics": list(metrics)}
+    return {"model": json.loads(model.to_json()), "optimizer": name, "learning_rate": learning_rate,
+            "optimizer_options": options, "loss": loss, "metrics": metrics}
+
+
+def _checked_model(spec: dict) -> dict:
+    """The canonical model of a spec, checked against its dataset and loss."""
+    try:
+        model = canonical_model(spec["model"])
+        width, units, activation = _model_shape(model)
+    except (KeyError, TypeError, IndexError, AttributeError) as error:
+        raise ValueError(f"model is not the config of a keras.Sequential ({error}); give Run a compiled "
+                         "keras.Sequential that starts with keras.Input(shape=(n,))") from None
+    data, loss = spec["data"], spec["loss"]
+    wanted_width, wanted_units = SHAPES[data]
+    if (width, units) != (wanted_width, wanted_units):
+        raise ValueError(f"{data} needs a model with {wanted_width} inputs and {wanted_units} output unit(s); "
+                         f"this one has {width} and {units}")
+    if loss not in LOSSES[data]:
+        raise ValueError(f"loss={loss!r} does not fit {data}'s labels; use one of {', '.join(LOSSES[data])}")
+    if loss == "sparse_categorical_crossentropy" and activation != "softmax":
+        raise ValueError("loss sparse_categorical_crossentropy expects probabilities: give the "
+                         f"output layer activation='softmax' (it has {activation!r})")
+    return model
 
 
 def _checked(spec: dict) -> dict:
     """The spec with every field validated and normalised (one computation, one key)."""
     unknown = set(spec) - set(Run.FIELDS)
     if unknown:
-        raise ValueError(f"unknown run field {sorted(unknown)[0]!r}; fields are {', '.join(Run.FIELDS)}")
+        raise ValueError(f"unknown run field {sorted(unknown, key=str)[0]!r}; fields are {', '.join(Run.FIELDS)}")
     spec = {name: spec.get(name) for name in Run.FIELDS}
-    if spec["data"] not in datasets.DATASETS:
+    if not isinstance(spec["data"], str) or spec["data"] not in datasets.DATASETS:
         raise ValueError(f"unknown dataset data={spec['data']!r}; choose one of {', '.join(datasets.DATASETS)}")
-    model = canonical_model(spec["model"])
-    width, units, activation = _model_shape(model)
-    wanted_width, wanted_units = SHAPES[spec["data"]]
-    if (width, units) != (wanted_width, wanted_units):
-        raise ValueError(f"{spec['data']} needs a model with {wanted_width} inputs and {wanted_units} "
-                         f"output unit(s); this one has {width} and {units}")
-    if spec["loss"] == "sparse_categorical_crossentropy" and activation != "softmax":
-        raise ValueError("loss sparse_categorical_crossentropy expects probabilities: give the "
-                         f"output layer activation='softmax' (it has {activation!r})")
-    options = spec["optimizer_options"] or {}
-    if not isinstance(options, dict) or {"learning_rate", "name"} & set(options):
-        raise ValueError("optimizer_options must be a dict without learning_rate or name "
-                         f"(the learning rate has its own field), got {options!r}")
-    if not isinstance(spec["optimizer"], str) or not isinstance(spec["loss"], str) \
-            or not all(isinstance(m, str) for m in spec["metrics"] or ()):
-        raise ValueError("optimizer and loss must be names, metrics a list of names")
-    probes = list(spec["probes"] or ())
-    for probe in probes:
-        if probe not in PROBE_NAMES:
-            raise ValueError(f"unknown probe {probe!r}; choose among {', '.join(PROBE_NAMES)}")
+    if spec["optimizer"] not in OPTIMIZERS:
+        raise ValueError(f"optimizer={spec['optimizer']!r} is not one of Keras' built-in optimizers "
+                         f"({', '.join(OPTIMIZERS)})")
+    if not isinstance(spec["loss"], str):
+        raise ValueError(f"loss must be a name, e.g. 'sparse_categorical_crossentropy', got {spec['loss']!r}")
+    loss, metrics = ALIASES.get(spec["loss"], spec["loss"]), _metric_names(spec["metrics"])
+    options = spec["optimizer_options"]
+    if not isinstance(options, dict) or not all(isinstance(k, str) and k.isidentifier() for k in options) \
+            or {"learning_rate", "name"} & set(options):
+        raise ValueError(f"optimizer_options={options!r} must be a dict of the optimizer's other settings, "
+                         "without learning_rate or name: the learning rate has its own field")
+    probes = spec["probes"] if spec["probes"] is not None else ()
+    if isinstance(probes, str) or not isinstance(probes, (list, tuple)) \
+            or not all(isinstance(p, str) and p in PROBE_NAMES for p in probes):
+        raise ValueError(f"probes={probes!r} must be a list of probe names among {', '.join(PROBE_NAMES)}")
     epochs = _integer("epochs", spec["epochs"], 1, 100_000)
     probe_epochs = spec["probe_epochs"]
     if probe_epochs is not None:
+        if not probes or isinstance(probe_epochs, (str, bytes)) or not isinstance(probe_epochs, (list, tuple, range)) \
+                or not probe_epochs:
+            raise ValueError(f"probe_epochs={probe_epochs!r} must be a non-empty list of epochs and needs probes "
+                             "(leave it None to measure before training and after every epoch)")
         probe_epochs = sorted({_integer("probe_epochs", e, 0, epochs + 1) for e in probe_epochs})
-    for name in ("evaluate_test", "keep_predictions"):
-        if not isinstance(spec[name], bool):
-            raise ValueError(f"{name} must be True or False, got {spec[name]!r}")
-    if spec["keep_predictions"] and not spec["evaluate_test"]:
-        raise ValueError("keep_predictions=True needs evaluate_test=True (predictions are on the test set)")
+    data, validation = spec["data"], _fraction("validation", spec["validation"])
+    train_size = spec["train_size"]
+    if train_size is not None:
+        train_size = _integer("train_size", train_size, 10)
+        available = datasets.split_sizes(data, validation)["train"]
+        if train_size >= available:
+            raise ValueError(f"train_size={train_size} is not below the {available} training rows {data} "
+                             f"has with validation={validation}; use train_size=None for all of them")
+    evaluate_test, keep_predictions = (_flag(name, spec[name]) for name in ("evaluate_test", "keep_predictions"))
+    if keep_predictions and (not evaluate_test or data != "california"):
+        raise ValueError("keep_predictions=True keeps the test predictions of a regression: it needs "
+                         f"evaluate_test=True and data='california' (got {evaluate_test!r}, {data!r})")
     return {
-        **spec, "model": model, "optimizer_options": dict(sorted(options.items())),
-        "learning_rate": _rate(spec["learning_rate"]), "metrics": list(spec["metrics"] or ()),
-        "train_size": None if spec["train_size"] is None else _integer("train_size", spec["train_size"], 10),
-        "validation": _fraction("validation", spec["validation"]),
+        **spec, "model": _checked_model({**spec, "loss": loss}), "loss": loss, "metrics": metrics,
+        "optimizer_options": {k: _option(k, v) for k, v in sorted(options.items())},
+        "learning_rate": _rate(spec["learning_rate"]), "train_size": train_size, "validation": validation,
         "split_seed": _integer("split_seed", spec["split_seed"], 0, _SEED_LIMIT),
         "seed": _integer("seed", spec["seed"], 0, _SEED_LIMIT), "epochs": epochs,
-        "batch_size": _integer("batch_size", spec["batch_size"], 1),
+        "batch_size": _integer("batch_size", spec["batch_size"], 1, 2**31),
         "early_stopping": None if spec["early_stopping"] is None
         else _integer("early_stopping", spec["early_stopping"], 1),
-        "probes": probes, "probe_epochs": probe_epochs,
+        "evaluate_test": evaluate_test, "keep_predictions": keep_predictions,
+        "probes": sorted(set(probes)), "probe_epochs": probe_epochs,
     }
 
 
@@ -255,9 +326,9 @@ def fit(run: Run) -> dict:
     from labkit.probes import Watch
 
     _env.enable_compilation_cache(settings.cache_dir("jax"))
-    _trace(run.key)
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    data = run.split()
+    data = run.split()  # a dataset that is not the genuine one stops here, before any training
+    _trace(run.key)
     keras.utils.set_random_seed(run.seed)
     model = keras.models.model_from_json(json.dumps(run.model))
     optimizer = keras.optimizers.get({"class_name": run.optimizer,
@@ -294,10 +365,7 @@ def _record(run: Run, raw: dict, watch, test, predictions, data, started_at: str
         split, metric = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
         history[split][SHORT.get(metric, metric)] = [float(v) for v in values]
     epochs_run = len(raw.get("loss", []))
-    best = epochs_run
-    if run.early_stopping and not watch.diverged:
-        losses = [v if math.isfinite(v) else math.inf for v in history["validation"].get("loss", [])]
-        best = int(np.argmin(losses)) + 1 if losses else epochs_run
+    best = _best_epoch(run, history, epochs_run, watch.diverged)
     return finite({
         "kind": "runs", "spec": run.spec, "history": history, "epochs_run": epochs_run,
         "diverged": watch.diverged, "stopped_early": epochs_run < run.epochs and not watch.diverged,
@@ -324,13 +392,9 @@ def versions() -> dict:
             "backend": keras.backend.backend()}
 
 
-#: CPU features that change the code XLA generates for this machine (recorded with each run).
-VECTOR_EXTENSIONS = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq", "avx512bw",
-                     "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile", "asimd", "sve")
-
-
 def machine() -> dict:
-    """What a record's numbers depend on besides its spec: XLA compiles for the host CPU."""
+    """What a record's numbers depend on besides its spec: XLA compiles for the host CPU, and
+    the same run gives other last digits on a CPU with other vector extensions."""
     info: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as file:
@@ -339,58 +403,139 @@ def machine() -> dict:
                 info.setdefault(name.strip(), value.strip())
     except OSError:
         pass
-    flags = set(info.get("flags", info.get("Features", "")).split())
+    flags = (info.get("flags") or info.get("Features") or "").split()
     return {"cpu": info.get("model name") or platform.processor() or platform.machine(),
-            "cpu_family": info.get("cpu family", ""), "cpu_model": info.get("model", ""),
-            "vector_extensions": [f for f in VECTOR_EXTENSIONS if f in flags],
+            "cpu_vendor": info.get("vendor_id", ""), "cpu_family": info.get("cpu family", ""),
+            "cpu_model": info.get("model", ""), "cpu_stepping": info.get("stepping", ""),
+            "vector_extensions": sorted(f for f in flags if re.match(VECTOR_EXTENSIONS, f)),
             "machine": platform.machine(), "system": platform.system(), "cores": os.cpu_count(),
             "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
+#: CPU flags that name vector instructions LLVM may use when XLA compiles for this CPU.
+VECTOR_EXTENSIONS = r"(sse|ssse|avx|fma|f16c|amx|asimd|sve|neon)"
+
+
 # -- records ---------------------------------------------------------------------------
-def _numbers(values, what: str, allow_none: bool = True) -> None:
-    for value in values:
-        if not (value is None and allow_none) and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise TypeError(f"{what} holds {value!r}, not a number")
+#: The fields of a run record, each with its type; ``compute_seconds`` is in older records.
+RECORD_FIELDS = {"key": str, "format": int, "kind": str, "checksum": str, "spec": dict, "history": dict,
+                 "epochs_run": int, "diverged": bool, "stopped_early": bool, "best_epoch": int, "final": dict,
+                 "test": (dict, type(None)), "predictions": (list, type(None)), "probes": dict,
+                 "seconds": (int, float), "epoch_seconds": list, "started_at": str, "finished_at": str,
+                 "sizes": dict, "versions": dict, "platform": dict}
+OPTIONAL_FIELDS = {"compute_seconds": (int, float)}
+#: The columns of each probe's table.
+PROBE_COLUMNS = {"weight_norm": {"epoch", "layer", "layer_name", "value"},
+                 "weight_hist": {"epoch", "layer", "layer_name", "bin_left", "bin_right", "count"},
+                 "signal": {"epoch", "layer", "layer_name", "quantity", "stat", "value"}}
+
+
+def _numbers(values, what: str) -> None:
+    """Numbers as a record holds them: JSON numbers, ``null`` for a NaN."""
+    if not isinstance(values, list) or not all(
+            v is None or isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise TypeError(f"{what} must be a list of numbers, got {values!r:.80}")
+
+
+def _scalars(values, what: str) -> None:
+    if not isinstance(values, list) or not all(v is None or isinstance(v, (int, float, str)) for v in values):
+        raise TypeError(f"{what} must be a list of numbers or names")
+
+
+def _check_fields(record: dict) -> None:
+    missing = set(RECORD_FIELDS) - set(record)
+    extra = set(record) - set(RECORD_FIELDS) - set(OPTIONAL_FIELDS)
+    if missing or extra:
+        raise ValueError(f"fields missing {sorted(missing)}, unknown {sorted(extra)}")
+    for name, kind in {**RECORD_FIELDS, **OPTIONAL_FIELDS}.items():
+        value = record.get(name)
+        if name in record and (not isinstance(value, kind) or isinstance(value, bool) and kind is not bool):
+            kinds = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise TypeError(f"{name} must be of type {kinds.replace('NoneType', 'null')}, got {value!r:.80}")
+    for name in ("versions", "platform"):
+        for item, value in record[name].items():
+            if not (value is None or isinstance(value, (int, float, str)) or isinstance(value, list)
+                    and all(isinstance(v, str) for v in value)):
+                raise TypeError(f"{name}.{item} must be a number, a name or a list of names")
+
+
+def _check_history(record: dict, run: Run) -> list[str]:
+    """The history's metrics (the same for training and validation), each one value per epoch."""
+    history, epochs_run = record["history"], record["epochs_run"]
+    if set(history) != {"train", "validation"} or not all(isinstance(h, dict) for h in history.values()):
+        raise ValueError("history must hold train and validation metrics")
+    metrics = sorted(history["train"])
+    if metrics != sorted(history["validation"]) or "loss" not in metrics or len(metrics) != 1 + len(run.metrics):
+        raise ValueError(f"history metrics {metrics} do not match the loss and metrics {run.metrics} of the spec")
+    for split, values_of in history.items():
+        for metric, values in values_of.items():
+            _numbers(values, f"history {split}/{metric}")
+            if len(values) != epochs_run:
+                raise ValueError(f"history {split}/{metric} holds {len(values)} values for {epochs_run} epochs")
+    return metrics
+
+
+def _best_epoch(run: Run, history: dict, epochs_run: int, diverged: bool) -> int:
+    """The epoch whose weights a run keeps: its last, or under early stopping the one of
+    lowest validation loss (the first of equals, as Keras' ``EarlyStopping`` keeps it)."""
+    if not run.early_stopping or diverged:
+        return epochs_run
+    losses = [v if v is not None and math.isfinite(v) else math.inf for v in history["validation"]["loss"]]
+    return int(np.argmin(losses)) + 1 if losses else epochs_run
 
 
 def check_record(record: dict) -> None:
-    """A run record's schema: every field present, of its type, consistent with its spec."""
-    spec = Run.from_spec(record["spec"])
-    if spec.key != record["key"]:
+    """A run record's schema: every field present and of its type, and consistent with its
+    spec and with itself (a re-sealed record whose values were edited is refused)."""
+    _check_fields(record)
+    run = Run.from_spec(record["spec"])
+    if run.key != record["key"]:
         raise ValueError("its spec does not hash to its key")
-    epochs_run, best = record["epochs_run"], record["best_epoch"]
-    for name in ("diverged", "stopped_early"):
-        if not isinstance(record[name], bool):
-            raise TypeError(f"{name} must be true or false, got {record[name]!r}")
-    if type(epochs_run) is not int or not 0 <= epochs_run <= spec.epochs:
-        raise ValueError(f"epochs_run={epochs_run!r} outside 0..{spec.epochs}")
-    if not record["diverged"] and not record["stopped_early"] and epochs_run != spec.epochs:
-        raise ValueError(f"{epochs_run} epochs recorded, the spec asks {spec.epochs}")
-    if best is not None and (type(best) is not int or not 0 <= best <= epochs_run):
-        raise ValueError(f"best_epoch={best!r} outside 0..{epochs_run}")
-    if set(record["history"]) != {"train", "validation"}:
-        raise ValueError("history must hold train and validation")
-    for split, metrics in record["history"].items():
-        for metric, values in metrics.items():
-            if not isinstance(values, list) or len(values) != epochs_run:
-                raise ValueError(f"history {split}/{metric} does not hold {epochs_run} values")
-            _numbers(values, f"history {split}/{metric}")
-    for split, metrics in record["final"].items():
-        _numbers(metrics.values(), f"final {split}")
-    if (record["test"] is None) == spec.evaluate_test:
+    epochs_run, diverged = record["epochs_run"], record["diverged"]
+    if not 1 <= epochs_run <= run.epochs:
+        raise ValueError(f"epochs_run={epochs_run} outside 1..{run.epochs}")
+    metrics = _check_history(record, run)
+    if diverged != (record["history"]["train"]["loss"][-1] is None):
+        raise ValueError(f"diverged={diverged} but the last training loss is "
+                         f"{record['history']['train']['loss'][-1]!r}")
+    if record["stopped_early"] != (epochs_run < run.epochs and not diverged) \
+            or record["stopped_early"] and not run.early_stopping:
+        raise ValueError(f"stopped_early={record['stopped_early']} after {epochs_run} of {run.epochs} epochs")
+    best = _best_epoch(run, record["history"], epochs_run, diverged)
+    final = {split: {m: values[best - 1] for m, values in metrics_of.items()}
+             for split, metrics_of in record["history"].items()}
+    if record["best_epoch"] != best or record["final"] != final:
+        raise ValueError(f"best_epoch and final must be epoch {best} of the history")
+    if (record["test"] is None) == run.evaluate_test:
         raise ValueError("test metrics must be present exactly when the spec evaluates the test set")
-    _numbers((record["test"] or {}).values(), "test")
-    if (record["predictions"] is None) == spec.keep_predictions:
+    if record["test"] is not None and (sorted(record["test"]) != metrics or not all(
+            v is None or isinstance(v, (int, float)) and not isinstance(v, bool) for v in record["test"].values())):
+        raise ValueError(f"test must hold a number for each of {metrics}")
+    sizes = datasets.split_sizes(run.data, run.validation, run.train_size)
+    if record["sizes"] != sizes:
+        raise ValueError(f"sizes {record['sizes']} are not the split's {sizes}")
+    if (record["predictions"] is None) == run.keep_predictions:
         raise ValueError("predictions must be present exactly when the spec keeps them")
-    _numbers(record["predictions"] or [], "predictions", allow_none=False)
-    for name, table in record["probes"].items():
-        if name not in spec.probes or len({len(column) for column in table.values()}) > 1:
-            raise ValueError(f"probe {name!r} is not asked for by the spec, or its columns differ in length")
-    _numbers([record["seconds"], *record["epoch_seconds"]], "seconds", allow_none=False)
-    for name in ("sizes", "versions", "platform"):
-        if not isinstance(record[name], dict):
-            raise TypeError(f"{name} must be an object")
+    if record["predictions"] is not None:
+        _numbers(record["predictions"], "predictions")
+        if len(record["predictions"]) != sizes["test"]:
+            raise ValueError(f"{len(record['predictions'])} predictions for {sizes['test']} test rows")
+    _check_probes(record["probes"], run)
+    _numbers([record["seconds"], *record["epoch_seconds"]], "seconds")
+    if len(record["epoch_seconds"]) != epochs_run:
+        raise ValueError(f"epoch_seconds holds {len(record['epoch_seconds'])} values for {epochs_run} epochs")
+
+
+def _check_probes(probes: dict, run: Run) -> None:
+    if sorted(probes) != run.probes:
+        raise ValueError(f"probes {sorted(probes)} are not the spec's {run.probes}")
+    for name, table in probes.items():
+        if not isinstance(table, dict) or table and set(table) != PROBE_COLUMNS[name]:
+            raise ValueError(f"probe {name} must be a table with columns {sorted(PROBE_COLUMNS[name])}")
+        for column, values in table.items():
+            _scalars(values, f"probe {name}/{column}")
+        if len({len(values) for values in table.values()}) > 1:
+            raise ValueError(f"the columns of probe {name} differ in length")
 
 
 def open_store(profile: str | None = None) -> Store:

@@ -122,7 +122,7 @@ def workers() -> int:
     value = os.environ.get("LABKIT_WORKERS", "").strip()
     if not value:
         return usable_cores()
-    if not value.isdigit() or int(value) < 1:
+    if not value.isdecimal() or int(value) < 1:
         raise _bad("LABKIT_WORKERS", value, "a number of processes >= 1",
                    "unset it for one worker per core")
     return int(value)
@@ -143,7 +143,8 @@ def idle_seconds() -> float:
 
 
 def progress() -> bool:
-    return os.environ.get("LABKIT_PROGRESS", "1").strip() != "0"
+    """``LABKIT_PROGRESS=0`` silences labkit's messages on the terminal (on by default)."""
+    return not os.environ.get("LABKIT_PROGRESS", "").strip() or _flag("LABKIT_PROGRESS")
 
 
 def tell(message: str) -> None:

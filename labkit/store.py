@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +32,9 @@ __all__ = ["FORMAT", "Store", "StoreError", "BadRecord", "NewerFormat", "Missing
 #: Version of the record format; part of every key, so changing it retrains everything.
 FORMAT = 1
 KINDS = ("runs", "memo")
-_KEY = re.compile(r"^[0-9a-f]{64}$")
+_KEY = re.compile(r"[0-9a-f]{64}")
+#: A record is a few hundred kilobytes at most: a larger file is not one (and is not read).
+MAX_RECORD_BYTES = 64 * 2**20
 
 
 class StoreError(RuntimeError):
@@ -71,7 +74,7 @@ def finite(value):
 
 
 def check_key(key) -> str:
-    if not isinstance(key, str) or not _KEY.match(key):
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
         raise ValueError(f"invalid key {key!r}: expected 64 lowercase hexadecimal characters")
     return key
 
@@ -94,7 +97,7 @@ class Store:
 
     def keys(self, kind: str = "runs") -> list[str]:
         folder = self.root / kind
-        return sorted(p.stem for p in folder.glob("*.json") if _KEY.match(p.stem)) if folder.is_dir() else []
+        return sorted(p.stem for p in folder.glob("*.json") if _KEY.fullmatch(p.stem)) if folder.is_dir() else []
 
     def load(self, key: str, kind: str = "runs") -> dict | None:
         """The record of ``key``, or ``None`` if there is none.
@@ -104,6 +107,10 @@ class Store:
         """
         path = self.path(key, kind)
         try:
+            info = path.stat()
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_RECORD_BYTES:
+                raise BadRecord(f"{path}: not a record file (a folder, a device, or over "
+                                f"{MAX_RECORD_BYTES // 2**20} MB)")
             text = path.read_bytes().decode("utf-8")
         except FileNotFoundError:
             return None
@@ -126,7 +133,11 @@ class Store:
         if version != FORMAT or record.get("key") != key or record.get("kind") != kind:
             raise BadRecord(f"{path}: not a format-{FORMAT} {kind} record of key {key[:12]}")
         rest = {k: v for k, v in record.items() if k != "checksum"}
-        if record.get("checksum") != digest(rest):
+        try:
+            sealed = record.get("checksum") == digest(rest)
+        except (ValueError, RecursionError):  # nested too deep to hash
+            sealed = False
+        if not sealed:
             raise BadRecord(f"{path}: checksum mismatch (the record was edited or damaged)")
         try:
             self.validators.get(kind, lambda record: None)(record)
@@ -134,25 +145,34 @@ class Store:
             raise BadRecord(f"{path}: {type(error).__name__}: {error}") from None
         return record
 
-    def save(self, record: dict, kind: str = "runs") -> Path:
-        """Seal and write ``record`` atomically (temporary file, fsync, rename).
+    def save(self, record: dict, kind: str = "runs") -> dict:
+        """Seal and write ``record`` atomically (temporary file, fsync, rename); return it as
+        a reader gets it.
 
-        The record is verified as a reader would first: a damaged record is never written.
-        A failure leaves no partial file and every earlier record intact.
+        The record is verified as a reader would first: a wrong record (a worker's, say) is
+        refused with :class:`BadRecord` and never written.  A failure to write leaves no
+        partial file and every earlier record intact.
         """
+        if not isinstance(record, dict):
+            raise BadRecord(f"a record must be a dict, got {type(record).__name__}")
         key = check_key(record.get("key"))
         path = self.path(key, kind)
-        sealed = {**finite(record), "format": FORMAT, "kind": kind}
-        sealed.pop("checksum", None)
-        sealed["checksum"] = digest(sealed)
-        text = json.dumps(sealed, sort_keys=True, indent=1, allow_nan=False)
-        self.check(text, key, kind, path)
+        try:
+            sealed = {**finite(record), "format": FORMAT, "kind": kind}
+            sealed.pop("checksum", None)
+            sealed["checksum"] = digest(sealed)
+            text = json.dumps(sealed, sort_keys=True, indent=1, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as error:
+            raise BadRecord(f"{path}: the record is not plain JSON ({error})") from None
+        checked = self.check(text, key, kind, path)
         try:
             self.load(key, kind)  # raises NewerFormat: a newer record is never overwritten
         except BadRecord:
             pass  # replaced below
         temporary = None
         try:
+            if path.is_dir() and not path.is_symlink():  # not a record: kept for its owner, out of the way
+                path.rename(path.with_name(f"{path.name}.not-a-record"))
             path.parent.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:12]}.", suffix=".tmp")
             with os.fdopen(handle, "w", encoding="utf-8") as file:
@@ -166,7 +186,7 @@ class Store:
             raise StoreError(f"cannot write {path} ({error.strerror or error}); nothing partial was "
                              "left: free some space, fix the folder's permissions, or set "
                              "LABKIT_RUNS_DIR to a writable folder") from None
-        return path
+        return checked
 
     def remove(self, key: str, kind: str = "runs") -> bool:
         path = self.path(key, kind)
@@ -180,7 +200,7 @@ class Store:
         folder = self.root / kind
         names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
         for name in names:
-            if not name.endswith(".json") or not _KEY.match(name[:-5]):
+            if not name.endswith(".json") or not _KEY.fullmatch(name[:-5]):
                 continue
             try:
                 yield name[:-5], self.load(name[:-5], kind), None
@@ -218,9 +238,7 @@ class Store:
             record = self.usable(key, kind)
             if record is not None:
                 return record, True
-            record = {**compute(), "key": key}
-            self.save(record, kind)
-            return self.load(key, kind), False
+            return self.save({**compute(), "key": key}, kind), False
 
     def usable(self, key: str, kind: str = "runs") -> dict | None:
         """The record, or ``None`` when it is absent or cannot be trusted (then said on the terminal)."""
@@ -244,8 +262,13 @@ def check_memo(record: dict) -> None:
         raise TypeError("memo name must be a string, params an object, version an integer")
     if memo_key(name, params, version) != record["key"]:
         raise ValueError("its key does not follow from its name and params")
-    if "value" not in record or not isinstance(record.get("seconds", 0.0), (int, float)):
+    seconds = record.get("seconds", 0.0)
+    if "value" not in record or isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise TypeError("a memo record needs a value and a number of seconds")
+    extra = set(record) - {"key", "format", "kind", "checksum", "name", "params", "version", "value", "seconds",
+                           "compute_seconds"}  # in older records
+    if extra:
+        raise ValueError(f"unknown fields {sorted(extra)}")
 
 
 def memo(name: str, params: dict, compute: Callable[[], Any], version: int = 1,

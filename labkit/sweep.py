@@ -11,7 +11,9 @@ cluster: ``client.get_executor()``).
 
 Workers only compute: each returns its record as plain JSON and the driver, the only
 writer of the store, verifies and saves it.  A run whose worker dies is tried once
-more; other failures are reported together once every other run is stored.
+more; other failures are reported together once every other run is stored.  Ctrl-C
+(once or twice) stops the sweep at once: queued runs are cancelled, the workers
+killed, and the runs finished so far are kept.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from labkit import _env, settings
+from labkit.data import DatasetError
 from labkit.runs import Result, Run, fit, open_store
 from labkit.store import BadRecord, MissingResult, Store
 
@@ -37,6 +40,9 @@ __all__ = ["sweep", "Sweep", "Item", "SweepError"]
 #: Columns a sweep's tables add: a grid dimension cannot take one of these names.
 RESERVED = ("seed", "key", "diverged", "epoch", "split", "metric", "value")
 MAX_ATTEMPTS = 2
+#: The settings :func:`~labkit.runs.fit` reads; a worker never reads the store's location.
+WORKER_SETTINGS = ("LABKIT_DATA_DIR", "LABKIT_CACHE_DIR", "LABKIT_PROJECT_ROOT", "QUARTO_PROJECT_ROOT",
+                   "LABKIT_TRAIN_LOG")
 
 
 class SweepError(RuntimeError):
@@ -125,9 +131,10 @@ def fit_spec(spec: dict) -> dict:
 
 
 def _worker_env() -> dict[str, str]:
-    """The settings workers start with: loky starts new workers when they change."""
+    """What workers read (datasets, caches, the test suite's training log) and how they start:
+    loky starts new workers when these change, and keeps them across everything else."""
     passed = {name: value for name, value in os.environ.items()
-              if name.startswith(("LABKIT_", "QUARTO_PROFILE", "KERAS_", "JAX_"))}
+              if name in WORKER_SETTINGS or name.startswith(("KERAS_", "JAX_"))}
     return {**passed, **_env.process_settings()}
 
 
@@ -142,14 +149,17 @@ def _pool():
 def _points(grid: Mapping[str, Sequence]) -> list[dict]:
     if not isinstance(grid, Mapping) or not grid:
         raise ValueError(f"grid must be a non-empty dict of name -> list of values, got {grid!r}")
+    axes = {}
     for name, values in grid.items():
-        if not isinstance(name, str) or name in RESERVED:
-            raise ValueError(f"grid name {name!r} is not allowed: use a name other than {', '.join(RESERVED)}")
+        if not isinstance(name, str) or not name.isidentifier() or name in RESERVED:
+            raise ValueError(f"grid name {name!r} is not allowed: grid names are keyword arguments of the "
+                             f"experiment, and the tables already have the columns {', '.join(RESERVED)}")
+        if isinstance(values, np.ndarray) and values.ndim == 1:
+            values = values.tolist()
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
             raise ValueError(f"grid[{name!r}] must be a non-empty list of values, got {values!r}")
-        if len(set(map(repr, values))) != len(values):
-            raise ValueError(f"grid[{name!r}] repeats a value ({list(values)!r}): each point would be run twice")
-    return [dict(zip(grid, combination)) for combination in itertools.product(*grid.values())]
+        axes[name] = list(values)
+    return [dict(zip(axes, combination)) for combination in itertools.product(*axes.values())]
 
 
 def _seeds(seeds) -> list[int]:
@@ -157,11 +167,30 @@ def _seeds(seeds) -> list[int]:
         if seeds < 1:
             raise ValueError(f"seeds must be a count >= 1 or a list of seeds, got {seeds!r}")
         return list(range(int(seeds)))
-    listed = list(seeds) if isinstance(seeds, Sequence) and not isinstance(seeds, str) else None
+    listed = list(seeds) if isinstance(seeds, (Sequence, np.ndarray)) and not isinstance(seeds, str) else None
     if not listed or len(set(listed)) != len(listed) or not all(
-            isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in listed):
+            isinstance(s, (int, np.integer)) and not isinstance(s, bool) and 0 <= s < 2**32 for s in listed):
         raise ValueError(f"seeds must be a count >= 1 or a list of distinct integers in [0, 2**32), got {seeds!r}")
-    return listed
+    return [int(s) for s in listed]
+
+
+def _plan(experiment: Callable[..., Run], grid, seeds) -> list[tuple[dict, int, Run]]:
+    """Every (point, seed, run) of a sweep; two that would train the same run are refused."""
+    if not callable(experiment):
+        raise TypeError(f"experiment must be a function of the grid's names returning a labkit.Run, got {experiment!r}")
+    plan, seen = [], {}
+    for point in _points(grid):
+        run = experiment(**point)
+        if not isinstance(run, Run):
+            raise TypeError(f"experiment(**{point}) must return a labkit.Run, got {type(run).__name__}")
+        for seed in _seeds(seeds):
+            seeded = run.replace(seed=seed)
+            if seeded.key in seen:
+                raise ValueError(f"grid points {seen[seeded.key]} and {point} give the same run (seed {seed}): "
+                                 "its rows would be counted twice; remove one of the two values")
+            seen[seeded.key] = point
+            plan.append((point, seed, seeded))
+    return plan
 
 
 def _training_order(runs: list[Run]) -> list[Run]:
@@ -192,9 +221,34 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _train(runs: list[Run], store: Store, executor: Executor | None, progress: _Progress) -> dict[str, str]:
-    """Train ``runs`` in workers and save their records; ``{key: why}`` for the failures."""
-    queue, attempts, failures, in_flight = list(runs), dict.fromkeys((r.key for r in runs), 0), {}, {}
+def _stop(in_flight, pool, own_pool: bool) -> None:
+    """Cancel what is queued and kill our workers, with Ctrl-C held back for these few
+    lines: a second Ctrl-C must not leave workers training runs nobody will save."""
+    masked = hasattr(signal, "pthread_sigmask")
+    if masked:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        for future in in_flight:
+            future.cancel()
+        if own_pool and pool is not None:
+            pool.shutdown(wait=False, kill_workers=True)
+    finally:
+        if masked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _save(store: Store, run: Run, record) -> dict:
+    if not isinstance(record, dict):
+        raise BadRecord(f"a record is a dict, got {type(record).__name__}")
+    return store.save({**record, "key": run.key})
+
+
+def _train(runs: list[Run], store: Store, executor: Executor | None, progress: _Progress):
+    """Train ``runs`` in workers and save their records as they come: ``(records, failures)``,
+    failures as ``{key: why}``.  A dataset error stops the sweep at once (every run would
+    hit it); any exception or Ctrl-C cancels the rest and kills this sweep's workers."""
+    queue, attempts, in_flight = list(runs), dict.fromkeys((r.key for r in runs), 0), {}
+    records, failures = {}, {}
     slots = settings.workers() if executor is None else len(queue)
     pool = executor
     try:
@@ -208,31 +262,31 @@ def _train(runs: list[Run], store: Store, executor: Executor | None, progress: _
             for future in done:
                 run = in_flight.pop(future)
                 error = future.exception()
+                if isinstance(error, DatasetError):
+                    raise error
                 if error is None:
-                    try:
-                        store.save({**future.result(), "key": run.key})
+                    try:  # the driver verifies what a worker returns, and is the only writer
+                        records[run.key] = _save(store, run, future.result())
                         progress.step()
-                    except BadRecord as bad:  # a worker that returned a wrong record
-                        failures[run.key] = f"its record failed verification ({bad})"
+                    except BadRecord as bad:
+                        failures[run.key] = f"its worker returned a record that failed verification ({bad})"
                 elif isinstance(error, BrokenExecutor) and attempts[run.key] < MAX_ATTEMPTS:
                     queue.insert(0, run)
                 else:
                     failures[run.key] = _describe(error)
-    except KeyboardInterrupt:
-        for future in in_flight:
-            future.cancel()
-        if executor is None and pool is not None:
-            pool.shutdown(wait=False, kill_workers=True)  # a second Ctrl-C has nothing to wait for
+    except BaseException:
+        _stop(in_flight, pool, own_pool=executor is None)
         raise
-    return failures
+    return records, failures
 
 
 def _claim(store: Store, runs: list[Run]):
     """Take the lock of each run: another process training one of them keeps it, and this
-    one waits for its record instead of training it twice."""
+    one waits for its record instead of training it twice.  ``(mine, theirs, found)``:
+    the runs to train, those another process holds, records saved meanwhile."""
     from filelock import Timeout
 
-    mine, theirs = {}, []
+    mine, theirs, found = {}, [], {}
     for run in runs:
         lock = store.lock(run.key)
         if lock is None:
@@ -243,51 +297,51 @@ def _claim(store: Store, runs: list[Run]):
         except Timeout:
             theirs.append((run, lock))
             continue
-        if store.usable(run.key) is not None:  # saved meanwhile by another process
+        record = store.usable(run.key)
+        if record is not None:  # saved meanwhile by another process
             lock.release()
+            found[run.key] = record
         else:
             mine[run.key] = (run, lock)
-    return mine, theirs
+    return mine, theirs, found
 
 
 def sweep(experiment: Callable[..., Run], grid: Mapping[str, Sequence], seeds=1, *,
           executor: Executor | None = None, store: Store | None = None, label: str = "sweep") -> Sweep:
     """Every grid point × seed: stored runs read back, missing ones trained; see the module."""
+    if executor is not None and not isinstance(executor, Executor):
+        raise TypeError(f"executor must be a concurrent.futures.Executor (e.g. a Dask client's "
+                        f"client.get_executor()), got {type(executor).__name__}")
+    if executor is None:  # bad settings fail now, before anything trains
+        settings.workers(), settings.idle_seconds()
     store = store or open_store()
-    plan = []
-    for point in _points(grid):
-        run = experiment(**point)
-        if not isinstance(run, Run):
-            raise TypeError(f"experiment(**{point}) must return a labkit.Run, got {type(run).__name__}")
-        plan += [(point, seed, run.replace(seed=seed)) for seed in _seeds(seeds)]
-    records = {}
-    for _, _, run in plan:
-        if run.key not in records:
-            records[run.key] = store.usable(run.key)
-    missing = [run for run in {r.key: r for _, _, r in plan}.values() if records[run.key] is None]
+    plan = _plan(experiment, grid, seeds)
+    records = {run.key: store.usable(run.key) for _, _, run in plan}
+    missing = [run for _, _, run in plan if records[run.key] is None]
     if missing and settings.require_cached():
         raise MissingResult(f"{len(missing)} of {len(records)} runs of {label!r} are not in {store.root} "
                             f"(first: {missing[0].key[:12]}) and LABKIT_REQUIRE_CACHED=1 forbids training; "
                             "unset it to train them, or restore the committed store (git checkout data/runs)")
+    cached = {key for key, record in records.items() if record is not None}
     failures: dict[str, str] = {}
-    progress = _Progress(label, len(records), len(records) - len(missing))
+    progress = _Progress(label, len(records), len(cached))
     while missing:
-        mine, theirs = _claim(store, _training_order(missing))
+        mine, theirs, found = _claim(store, _training_order(missing))
+        records.update(found)
         try:
-            failures.update(_train([run for run, _ in mine.values()], store, executor, progress))
+            trained, failed = _train([run for run, _ in mine.values()], store, executor, progress)
+            records.update(trained)
+            failures.update(failed)
         finally:
             for _, lock in mine.values():
                 lock.release()
         for run, lock in theirs:
             with lock:  # the other process is done with it
-                pass
-        missing = [run for run, _ in theirs if store.usable(run.key) is None]
+                records[run.key] = store.usable(run.key)
+        missing = [run for run, _ in theirs if records[run.key] is None]
     if failures:
         lines = "\n".join(f"  - {key[:12]}: {why}" for key, why in failures.items())
         raise SweepError(f"{len(failures)} of {len(records)} runs of {label!r} failed; the others are "
                          f"stored, and re-running the sweep retries only these:\n{lines}")
-    items = []
-    for point, seed, run in plan:
-        record = records[run.key] or store.load(run.key)
-        items.append(Item(point, seed, Result(run, record, cached=records[run.key] is not None)))
+    items = [Item(point, seed, Result(run, records[run.key], cached=run.key in cached)) for point, seed, run in plan]
     return Sweep(items, list(grid))
