@@ -174,7 +174,7 @@ def _measure(a, b, unit: str, margin: float, lower_is_better: bool):
     a, b = _values(a, lower_is_better), _values(b, lower_is_better)
     difference = a.mean() - b.mean() if np.isfinite(a).all() or np.isfinite(b).all() else math.nan
     yardstick = _yardstick([_spread(a), _spread(b)], margin)
-    digits = _digits(yardstick, unit)
+    digits = max(_digits(yardstick, unit), _digits(difference, unit))
     gap = "" if not math.isfinite(difference) else (
         f" ; écart {_gap(difference, unit, digits)} (seuil {_gap(yardstick, unit, digits, sign=False)})"
         if math.isfinite(yardstick) else " ; dispersion non mesurable")
@@ -264,8 +264,9 @@ def table(frame: pd.DataFrame) -> Markdown:
     mean = [sum(column) / len(column) for column in lengths]
     share = [n + max(0.0, 1 - sum(need)) * m / sum(mean) for n, m in zip(need, mean)]
     lines = text.splitlines()
-    aligns = [":" if part.strip().startswith(":") else "" for part in lines[1].strip("|").split("|")]
-    lines[1] = "|" + "|".join(f"{a}{'-' * max(3, round(100 * s))}" for a, s in zip(aligns, share)) + "|"
+    numeric = [bool(cells[name].str.match(r"^[−+\-]?\d").all()) for name in cells.columns]
+    lines[1] = "|" + "|".join(f":{'-' * max(3, round(100 * s))}" if not right else f"{'-' * max(3, round(100 * s))}:"
+                              for right, s in zip(numeric, share)) + "|"
     return Markdown("\n".join(lines))
 
 
