@@ -130,21 +130,27 @@ def x_axis(values) -> alt.Axis:
     return alt.Axis(tickMinStep=1) if whole else alt.Axis()
 
 
-def exact_axis(values) -> alt.Axis:
-    """Ticks at exactly these values, labelled in French: never "1, 2, 2, 3, 3"."""
+def exact_axis(values, percent: bool = False) -> alt.Axis:
+    """Ticks at exactly these values, labelled in French: never "1, 2, 2, 3, 3"; ``percent``
+    labels fractions as percentages (0,02 → 2 %)."""
     values = [float(v) for v in values]
-    labels = json.dumps(number_labels(values), ensure_ascii=False)
+    names = [f"{label}{fr.NNBSP}%" for label in number_labels([100 * v for v in values])] if percent \
+        else number_labels(values)
+    labels = json.dumps(names, ensure_ascii=False)
     return alt.Axis(values=values, labelExpr=f"{labels}[indexof({json.dumps(values)}, datum.value)]")
 
 
 def log_ticks(low: float, high: float) -> list[float]:
-    """Powers of ten within [low, high]; with fewer than three, their 2 and 5 multiples too."""
+    """Powers of ten within [low, high]; with fewer than three, their 2 and 5 multiples too;
+    on a range narrower than that, round steps (0,2 · 0,25 · 0,3), never raw data values."""
     decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
     for multiples in ((1,), (1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
         ticks = [float(f"{m}e{e}") for e in decades for m in multiples if low <= m * 10.0 ** e <= high]
         if len(ticks) >= 3:
             return ticks[::math.ceil(len(ticks) / 8)]
-    return [low, high]
+    rough = (high - low) / 4
+    step = min((m * 10.0 ** math.floor(math.log10(rough)) for m in (1, 2, 5, 10)), key=lambda s: abs(s - rough))
+    return [float(f"{k * step:.12g}") for k in range(math.ceil(low / step), math.floor(high / step) + 1)]
 
 
 def y_scale_axis(values, builder: str, log=False, percent=False, zero=False) -> dict:
@@ -160,7 +166,7 @@ def y_scale_axis(values, builder: str, log=False, percent=False, zero=False) -> 
     low, high = (values.min(), values.max()) if values.size else (0.1, 1.0)
     margin = (high / low) ** 0.04 if high > low else 1.5
     return {"scale": alt.Scale(type="log", domain=[low / margin, high * margin], nice=False),
-            "axis": exact_axis(log_ticks(low / margin, high * margin))}
+            "axis": exact_axis(log_ticks(low / margin, high * margin), percent=percent)}
 
 
 def color_channel(order: list[str], title: str | None, symbol: str = "stroke"):
