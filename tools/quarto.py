@@ -133,7 +133,7 @@ def _inline_text(result: Mapping) -> str:
         return str(data["text/markdown"])
     text = str(data.get("text/plain", ""))
     if len(text) >= 2 and text[0] in "'\"" and text[-1] == text[0]:
-        return re.sub(r"([\\`*_{}\[\]()>#+\-.!])", r"\\\1", text[1:-1].replace("\\", "\\\\"))
+        return re.sub(r"([\\`*_{}\[\]()>#+\-.!])", r"\\\1", text[1:-1])
     return text
 
 
