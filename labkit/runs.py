@@ -124,9 +124,9 @@ def _rate(value) -> float:
     """A learning rate as Keras holds it (float32), written back with its shortest decimal:
     ``lr=1``, ``1.0`` and the optimizer's ``0.10000000149`` for 0.1 give one key."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) \
-            or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"learning_rate must be a finite number > 0, got {value!r}: give the optimizer "
-                         "a number, e.g. SGD(learning_rate=0.1) (learning-rate schedules are not supported)")
+            or not math.isfinite(np.float32(value)) or np.float32(value) <= 0:
+        raise ValueError(f"learning_rate must be a number > 0 that float32 holds, got {value!r}: give the "
+                         "optimizer a number, e.g. SGD(learning_rate=0.1) (learning-rate schedules are not supported)")
     return _number(np.float32(value))
 
 
@@ -134,13 +134,6 @@ def _flag(name, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False, got {value!r}")
     return bool(value)
-
-
-def _metric_names(values) -> list[str]:
-    if isinstance(values, str) or not isinstance(values, (list, tuple)) \
-            or not all(isinstance(v, str) for v in values) or len(set(values)) != len(values):
-        raise ValueError(f"metrics must be a list of distinct names, e.g. ['accuracy'], got {values!r}")
-    return [ALIASES.get(v, v) for v in values]
 
 
 def _option(name, value):
@@ -193,8 +186,8 @@ def _checked_model(spec: dict) -> dict:
     data, loss = spec["data"], spec["loss"]
     wanted_width, wanted_units = SHAPES[data]
     if (width, units) != (wanted_width, wanted_units):
-        raise ValueError(f"{data} needs a model with {wanted_width} inputs and {wanted_units} output unit(s); "
-                         f"this one has {width} and {units}")
+        raise ValueError(f"data={data!r} needs a model with {wanted_width} inputs and {wanted_units} output "
+                         f"unit(s); this one has {width} and {units}")
     if loss not in LOSSES[data]:
         raise ValueError(f"loss={loss!r} does not fit {data}'s labels; use one of {', '.join(LOSSES[data])}")
     if loss == "sparse_categorical_crossentropy" and activation != "softmax":
@@ -203,61 +196,73 @@ def _checked_model(spec: dict) -> dict:
     return model
 
 
-def _checked(spec: dict) -> dict:
-    """The spec with every field validated and normalised (one computation, one key)."""
-    unknown = set(spec) - set(Run.FIELDS)
-    if unknown:
-        raise ValueError(f"unknown run field {sorted(unknown, key=str)[0]!r}; fields are {', '.join(Run.FIELDS)}")
-    spec = {name: spec.get(name) for name in Run.FIELDS}
-    if not isinstance(spec["data"], str) or spec["data"] not in datasets.DATASETS:
-        raise ValueError(f"unknown dataset data={spec['data']!r}; choose one of {', '.join(datasets.DATASETS)}")
-    if spec["optimizer"] not in OPTIMIZERS:
-        raise ValueError(f"optimizer={spec['optimizer']!r} is not one of Keras' built-in optimizers "
-                         f"({', '.join(OPTIMIZERS)})")
-    if not isinstance(spec["loss"], str):
-        raise ValueError(f"loss must be a name, e.g. 'sparse_categorical_crossentropy', got {spec['loss']!r}")
-    loss, metrics = ALIASES.get(spec["loss"], spec["loss"]), _metric_names(spec["metrics"])
-    options = spec["optimizer_options"]
-    if not isinstance(options, dict) or not all(isinstance(k, str) and k.isidentifier() for k in options) \
-            or {"learning_rate", "name"} & set(options):
-        raise ValueError(f"optimizer_options={options!r} must be a dict of the optimizer's other settings, "
-                         "without learning_rate or name: the learning rate has its own field")
-    probes = spec["probes"] if spec["probes"] is not None else ()
-    if isinstance(probes, str) or not isinstance(probes, (list, tuple)) \
-            or not all(isinstance(p, str) and p in PROBE_NAMES for p in probes):
-        raise ValueError(f"probes={probes!r} must be a list of probe names among {', '.join(PROBE_NAMES)}")
-    epochs = _integer("epochs", spec["epochs"], 1, 100_000)
-    probe_epochs = spec["probe_epochs"]
-    if probe_epochs is not None:
-        if not probes or isinstance(probe_epochs, (str, bytes)) or not isinstance(probe_epochs, (list, tuple, range)) \
-                or not probe_epochs:
-            raise ValueError(f"probe_epochs={probe_epochs!r} must be a non-empty list of epochs and needs probes "
-                             "(leave it None to measure before training and after every epoch)")
-        probe_epochs = sorted({_integer("probe_epochs", e, 0, epochs + 1) for e in probe_epochs})
-    data, validation = spec["data"], _fraction("validation", spec["validation"])
-    train_size = spec["train_size"]
+def _checked_split(spec: dict) -> dict:
+    data, validation, train_size = spec["data"], _fraction("validation", spec["validation"]), spec["train_size"]
+    if not isinstance(data, str) or data not in datasets.DATASETS:
+        raise ValueError(f"unknown dataset data={data!r}; choose one of {', '.join(datasets.DATASETS)}")
     if train_size is not None:
         train_size = _integer("train_size", train_size, 10)
         available = datasets.split_sizes(data, validation)["train"]
         if train_size >= available:
             raise ValueError(f"train_size={train_size} is not below the {available} training rows {data} "
                              f"has with validation={validation}; use train_size=None for all of them")
-    evaluate_test, keep_predictions = (_flag(name, spec[name]) for name in ("evaluate_test", "keep_predictions"))
-    if keep_predictions and (not evaluate_test or data != "california"):
-        raise ValueError("keep_predictions=True keeps the test predictions of a regression: it needs "
-                         f"evaluate_test=True and data='california' (got {evaluate_test!r}, {data!r})")
-    return {
-        **spec, "model": _checked_model({**spec, "loss": loss}), "loss": loss, "metrics": metrics,
-        "optimizer_options": {k: _option(k, v) for k, v in sorted(options.items())},
-        "learning_rate": _rate(spec["learning_rate"]), "train_size": train_size, "validation": validation,
-        "split_seed": _integer("split_seed", spec["split_seed"], 0, _SEED_LIMIT),
-        "seed": _integer("seed", spec["seed"], 0, _SEED_LIMIT), "epochs": epochs,
-        "batch_size": _integer("batch_size", spec["batch_size"], 1, 2**31),
+    return {"data": data, "validation": validation, "train_size": train_size,
+            "split_seed": _integer("split_seed", spec["split_seed"], 0, _SEED_LIMIT)}
+
+
+def _checked_compile(spec: dict) -> dict:
+    """The optimizer, its settings, the loss and the metrics, by the names Keras gives them."""
+    optimizer, options, loss, metrics = (spec[name] for name in ("optimizer", "optimizer_options", "loss", "metrics"))
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer={optimizer!r} is not one of Keras' built-in optimizers ({', '.join(OPTIMIZERS)})")
+    if not isinstance(options, dict) or not all(isinstance(k, str) and k.isidentifier() for k in options) \
+            or {"learning_rate", "name"} & set(options):
+        raise ValueError(f"optimizer_options={options!r} must be a dict of the optimizer's other settings, "
+                         "without learning_rate or name: the learning rate has its own field")
+    if not isinstance(loss, str):
+        raise ValueError(f"loss must be a name, e.g. 'sparse_categorical_crossentropy', got {loss!r}")
+    if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)) \
+            or not all(isinstance(m, str) for m in metrics) or len(set(metrics)) != len(metrics):
+        raise ValueError(f"metrics must be a list of distinct names, e.g. ['accuracy'], got {metrics!r}")
+    return {"optimizer": optimizer, "learning_rate": _rate(spec["learning_rate"]),
+            "optimizer_options": {k: _option(k, v) for k, v in sorted(options.items())},
+            "loss": ALIASES.get(loss, loss), "metrics": [ALIASES.get(m, m) for m in metrics]}
+
+
+def _checked_probes(spec: dict, epochs: int) -> dict:
+    probes, probe_epochs = spec["probes"] if spec["probes"] is not None else (), spec["probe_epochs"]
+    if isinstance(probes, str) or not isinstance(probes, (list, tuple)) \
+            or not all(isinstance(p, str) and p in PROBE_NAMES for p in probes):
+        raise ValueError(f"probes={probes!r} must be a list of probe names among {', '.join(PROBE_NAMES)}")
+    if probe_epochs is not None:
+        if not probes or not isinstance(probe_epochs, (list, tuple, range)) or not probe_epochs:
+            raise ValueError(f"probe_epochs={probe_epochs!r} must be a non-empty list of epochs and needs probes "
+                             "(leave it None to measure before training and after every epoch)")
+        probe_epochs = sorted({_integer("probe_epochs", e, 0, epochs + 1) for e in probe_epochs})
+    return {"probes": sorted(set(probes)), "probe_epochs": probe_epochs}
+
+
+def _checked(spec: dict) -> dict:
+    """The spec with every field validated and normalised (one computation, one key)."""
+    unknown = set(spec) - set(Run.FIELDS)
+    if unknown:
+        raise ValueError(f"unknown run field {sorted(unknown, key=str)[0]!r}; fields are {', '.join(Run.FIELDS)}")
+    spec = {name: spec.get(name) for name in Run.FIELDS}
+    epochs = _integer("epochs", spec["epochs"], 1, 100_000)
+    checked = {
+        **spec, **_checked_split(spec), **_checked_compile(spec), **_checked_probes(spec, epochs),
+        "epochs": epochs, "batch_size": _integer("batch_size", spec["batch_size"], 1, 2**31),
+        "seed": _integer("seed", spec["seed"], 0, _SEED_LIMIT),
         "early_stopping": None if spec["early_stopping"] is None
         else _integer("early_stopping", spec["early_stopping"], 1),
-        "evaluate_test": evaluate_test, "keep_predictions": keep_predictions,
-        "probes": sorted(set(probes)), "probe_epochs": probe_epochs,
+        "evaluate_test": _flag("evaluate_test", spec["evaluate_test"]),
+        "keep_predictions": _flag("keep_predictions", spec["keep_predictions"]),
     }
+    if checked["keep_predictions"] and (not checked["evaluate_test"] or checked["data"] != "california"):
+        raise ValueError("keep_predictions=True keeps the test predictions of a regression: it needs "
+                         f"evaluate_test=True and data='california' (got {checked['evaluate_test']!r}, "
+                         f"{checked['data']!r})")
+    return {**checked, "model": _checked_model(checked)}
 
 
 class Run:
@@ -424,10 +429,11 @@ RECORD_FIELDS = {"key": str, "format": int, "kind": str, "checksum": str, "spec"
                  "seconds": (int, float), "epoch_seconds": list, "started_at": str, "finished_at": str,
                  "sizes": dict, "versions": dict, "platform": dict}
 OPTIONAL_FIELDS = {"compute_seconds": (int, float)}
-#: The columns of each probe's table.
+#: The columns of each probe's table: names in ``PROBE_NAME_COLUMNS``, numbers in the others.
 PROBE_COLUMNS = {"weight_norm": {"epoch", "layer", "layer_name", "value"},
                  "weight_hist": {"epoch", "layer", "layer_name", "bin_left", "bin_right", "count"},
                  "signal": {"epoch", "layer", "layer_name", "quantity", "stat", "value"}}
+PROBE_NAME_COLUMNS = ("layer_name", "quantity", "stat")
 
 
 def _numbers(values, what: str) -> None:
@@ -435,11 +441,6 @@ def _numbers(values, what: str) -> None:
     if not isinstance(values, list) or not all(
             v is None or isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         raise TypeError(f"{what} must be a list of numbers, got {values!r:.80}")
-
-
-def _scalars(values, what: str) -> None:
-    if not isinstance(values, list) or not all(v is None or isinstance(v, (int, float, str)) for v in values):
-        raise TypeError(f"{what} must be a list of numbers or names")
 
 
 def _check_fields(record: dict) -> None:
@@ -520,20 +521,32 @@ def check_record(record: dict) -> None:
         _numbers(record["predictions"], "predictions")
         if len(record["predictions"]) != sizes["test"]:
             raise ValueError(f"{len(record['predictions'])} predictions for {sizes['test']} test rows")
-    _check_probes(record["probes"], run)
+    _check_probes(record, run)
     _numbers([record["seconds"], *record["epoch_seconds"]], "seconds")
     if len(record["epoch_seconds"]) != epochs_run:
         raise ValueError(f"epoch_seconds holds {len(record['epoch_seconds'])} values for {epochs_run} epochs")
 
 
-def _check_probes(probes: dict, run: Run) -> None:
+def _check_probes(record: dict, run: Run) -> None:
+    """Each probe asked for, measured at the probe epochs the run reached (a diverged run's
+    last epoch is not measured)."""
+    probes, epochs_run = record["probes"], record["epochs_run"]
     if sorted(probes) != run.probes:
         raise ValueError(f"probes {sorted(probes)} are not the spec's {run.probes}")
+    asked = run.probe_epochs if run.probe_epochs is not None else range(run.epochs + 1)
+    measured = {e for e in asked if e < epochs_run or e == epochs_run and not record["diverged"]}
     for name, table in probes.items():
-        if not isinstance(table, dict) or table and set(table) != PROBE_COLUMNS[name]:
-            raise ValueError(f"probe {name} must be a table with columns {sorted(PROBE_COLUMNS[name])}")
+        columns = PROBE_COLUMNS[name] if measured else set()  # nothing measured: no column
+        if not isinstance(table, dict) or set(table) != columns \
+                or measured and (not isinstance(table["epoch"], list) or set(table["epoch"]) != measured):
+            raise ValueError(f"probe {name} must be a table with columns {sorted(columns)} "
+                             f"measured at epochs {sorted(measured)}")
         for column, values in table.items():
-            _scalars(values, f"probe {name}/{column}")
+            if column in PROBE_NAME_COLUMNS:
+                if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                    raise TypeError(f"probe {name}/{column} must be a list of names")
+            else:
+                _numbers(values, f"probe {name}/{column}")
         if len({len(values) for values in table.values()}) > 1:
             raise ValueError(f"the columns of probe {name} differ in length")
 

@@ -151,7 +151,8 @@ class Store:
 
         The record is verified as a reader would first: a wrong record (a worker's, say) is
         refused with :class:`BadRecord` and never written.  A failure to write leaves no
-        partial file and every earlier record intact.
+        partial file and every earlier record intact.  A folder in the record's place is
+        moved aside (``<key>.json.not-a-record``), not deleted.
         """
         if not isinstance(record, dict):
             raise BadRecord(f"a record must be a dict, got {type(record).__name__}")

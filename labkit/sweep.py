@@ -178,12 +178,12 @@ def _plan(experiment: Callable[..., Run], grid, seeds) -> list[tuple[dict, int, 
     """Every (point, seed, run) of a sweep; two that would train the same run are refused."""
     if not callable(experiment):
         raise TypeError(f"experiment must be a function of the grid's names returning a labkit.Run, got {experiment!r}")
-    plan, seen = [], {}
-    for point in _points(grid):
+    plan, seen, points, seeds = [], {}, _points(grid), _seeds(seeds)
+    for point in points:
         run = experiment(**point)
         if not isinstance(run, Run):
             raise TypeError(f"experiment(**{point}) must return a labkit.Run, got {type(run).__name__}")
-        for seed in _seeds(seeds):
+        for seed in seeds:
             seeded = run.replace(seed=seed)
             if seeded.key in seen:
                 raise ValueError(f"grid points {seen[seeded.key]} and {point} give the same run (seed {seed}): "

@@ -1,7 +1,12 @@
 """Set-up shared by every test: local datasets, throw-away stores and caches, quiet progress.
 
 Tests never touch the project's own store (``data/runs``): the session gets a temporary
-one, and the suite checks at the end that ``git status`` did not change.
+one, and the suite checks at the end that ``git status`` did not change.  Fixtures: a
+fresh store (``store_dir``), a count of trainings across processes (``train_log``), tiny
+runs (``tiny``, ``trained``, ``sweep_script``), drivers tagged so that none of their
+processes can hide (``processes``), and the fault figures (``figures``), printed at the
+end of the run, which fails if a run was lost, a damaged item served, a crash seen or a
+process left behind.
 """
 
 from __future__ import annotations
@@ -136,6 +141,7 @@ class Processes:
 
     @staticmethod
     def alive(tag: str) -> list:
+        """The processes of ``tag`` still running (a zombie waiting to be reaped has ended)."""
         import psutil
 
         found = []
@@ -147,12 +153,13 @@ class Processes:
                 pass
         return found
 
-    def gone_after(self, tag: str, timeout: float = 15.0) -> float:
-        """Seconds until no process of ``tag`` is left (polled every 0.1 s), ``inf`` past the timeout."""
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
+    def gone_after(self, tag: str, since: float | None = None, timeout: float = 15.0) -> float:
+        """Seconds from ``since`` (a ``time.monotonic()``, default now) until no process of ``tag``
+        is left, polled every 0.1 s; ``inf`` past the timeout."""
+        since = time.monotonic() if since is None else since
+        while time.monotonic() - since < timeout:
             if not self.alive(tag):
-                return time.monotonic() - started
+                return time.monotonic() - since
             time.sleep(0.1)
         return float("inf")
 
@@ -237,7 +244,8 @@ def pytest_sessionstart(session):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """The suite must leave ``git status`` as it found it (no store, no output in the tree)."""
+    """The suite must leave ``git status`` as it found it (no store, no output in the tree),
+    and the fault figures must show nothing lost, served damaged, crashed or left behind."""
     if hasattr(session.config, "workerinput"):
         return
     session.config._figures = totals = _figure_totals()

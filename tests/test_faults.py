@@ -105,8 +105,9 @@ def open_store_at(folder: Path):
     return type(store)(folder / "runs" / "full", store.validators)
 
 
-def assert_no_orphans(processes, tag: str, figures) -> float:
-    seconds = processes.gone_after(tag, timeout=GRACE)
+def assert_no_orphans(processes, tag: str, figures, since: float | None = None) -> float:
+    """No process of ``tag`` left within the grace period; its life after ``since`` recorded."""
+    seconds = processes.gone_after(tag, since=since, timeout=GRACE)
     figures.add(faults=1, orphans=int(seconds == float("inf")),
                 orphan_seconds=seconds if seconds < float("inf") else GRACE)
     assert seconds < float("inf"), f"processes outlived their driver: {processes.alive(tag)}"
@@ -122,10 +123,10 @@ def test_workers_never_outlive_a_killed_driver_and_a_restart_trains_only_the_mis
     drivers = {how: start_driver(processes, sweep_script, tmp_path / how, lrs) for how in ("SIGKILL", "SIGTERM")}
     for how, (driver, tag, folder) in drivers.items():
         wait_for(lambda: len(stored(folder)) >= 1 and len(trained(folder)) > len(stored(folder)))
+        killed = time.monotonic()
         driver.send_signal(getattr(signal, how))  # the driver only: its workers must notice
         driver.wait(timeout=30)
-    for how, (driver, tag, folder) in drivers.items():
-        assert_no_orphans(processes, tag, figures)
+        assert_no_orphans(processes, tag, figures, since=killed)
         assert all(problem is None for _, _, problem in open_store_at(folder).scan())  # nothing partial
     folder = drivers["SIGKILL"][2]
     finished = set(stored(folder))
@@ -152,9 +153,24 @@ def test_ctrl_c_stops_the_sweep_at_once_and_keeps_finished_runs(tmp_path, proces
     stopped = time.monotonic() - pressed
     assert "KeyboardInterrupt" in err and "RESULT" not in out
     assert stopped < 5, f"the sweep took {stopped:.1f} s to stop"
-    assert_no_orphans(processes, tag, figures)
+    assert_no_orphans(processes, tag, figures, since=pressed)
     assert kept <= set(stored(folder)) and all(p is None for _, _, p in open_store_at(folder).scan())
     figures.add(lost=len(kept - set(stored(folder))))
+
+
+def running_for(workers: list[psutil.Process], since: float) -> float:
+    """Seconds from ``since`` until none of ``workers`` runs (zombies have ended), ``inf`` past GRACE."""
+    def running(process):
+        try:
+            return process.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    while any(running(worker) for worker in workers):
+        if time.monotonic() - since > GRACE:
+            return float("inf")
+        time.sleep(0.05)
+    return time.monotonic() - since
 
 
 #: A chapter's cell: a sweep long enough to be caught training.
@@ -193,14 +209,14 @@ def test_no_worker_survives_its_kernel(tmp_path, processes, figures):
             wait_for(lambda: len(trained(tmp_path)) > seen)
             workers = workers_of(psutil.Process(manager.provisioner.pid))
             assert workers
+            ended = time.monotonic()
             if ending == "restart":
                 manager.restart_kernel(now=True)
             else:
                 psutil.Process(manager.provisioner.pid).kill()  # the kernel alone, not its process group
-            started = time.monotonic()
-            _, alive = psutil.wait_procs(workers, timeout=GRACE)
-            figures.add(faults=1, orphans=len(alive), orphan_seconds=time.monotonic() - started)
-            assert not alive
+            seconds = running_for(workers, since=ended)
+            figures.add(faults=1, orphans=int(seconds == float("inf")), orphan_seconds=min(seconds, GRACE))
+            assert seconds < float("inf"), f"workers outlived their kernel ({ending})"
             client.stop_channels()
     finally:
         manager.shutdown_kernel(now=True)
