@@ -12,6 +12,11 @@ config is hashed with the names a dense network's layers play: ``input``,
 ``normalization``, ``hidden_1``… ``output``, in a model named ``mlp``.  Names do not
 change the arithmetic, and a student's ``Sequential`` gets the key of the same network
 built by any other code.
+
+Every field is checked where it is given, and the message names the field, the value
+and the fix; numbers and Keras' aliases are normalised, so one computation has one key.
+A record is served only if :func:`check_record` finds it consistent with its spec and
+with itself.
 """
 
 from __future__ import annotations

