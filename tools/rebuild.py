@@ -119,6 +119,7 @@ def retrain(records: dict[str, dict], fresh: Store) -> str | None:
 
 
 def rebuild(committed: Store, fresh: Store, only=(), limit=None, rtol=RTOL, atol=ATOL) -> dict:
+    """Retrain the selected committed runs into ``fresh``; the report, as plain JSON data."""
     records, damaged = select(committed, only, limit)
     failure = retrain(records, fresh) if records else None
     rows = []
