@@ -24,6 +24,7 @@ import signal
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -221,20 +222,21 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _stop(in_flight, pool, own_pool: bool) -> None:
-    """Cancel what is queued and kill our workers, with Ctrl-C held back for these few
-    lines: a second Ctrl-C must not leave workers training runs nobody will save."""
-    masked = hasattr(signal, "pthread_sigmask")
-    if masked:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+@contextmanager
+def _ctrl_c_noted():
+    """While workers train, Ctrl-C only notes the press; the loop then stops at a point of its
+    own choosing.  A KeyboardInterrupt raised inside ``concurrent.futures`` could leave one of
+    its locks held, and the interpreter's exit would then wait for ever on the pool."""
+    pressed: list[int] = []
     try:
-        for future in in_flight:
-            future.cancel()
-        if own_pool and pool is not None:
-            pool.shutdown(wait=False, kill_workers=True)
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    except ValueError:  # not the main thread, which alone receives Ctrl-C
+        yield pressed
+        return
+    try:
+        yield pressed
     finally:
-        if masked:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 def _save(store: Store, run: Run, record) -> dict:
@@ -251,32 +253,43 @@ def _train(runs: list[Run], store: Store, executor: Executor | None, progress: _
     records, failures = {}, {}
     slots = settings.workers() if executor is None else len(queue)
     pool = executor
-    try:
-        while queue or in_flight:
-            pool = executor or _pool()
-            while queue and len(in_flight) < slots:
-                run = queue.pop(0)
-                attempts[run.key] += 1
-                in_flight[pool.submit(fit_spec, run.spec)] = run
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                run = in_flight.pop(future)
-                error = future.exception()
-                if isinstance(error, DatasetError):
-                    raise error
-                if error is None:
-                    try:  # the driver verifies what a worker returns, and is the only writer
-                        records[run.key] = _save(store, run, future.result())
-                        progress.step()
-                    except BadRecord as bad:
-                        failures[run.key] = f"its worker returned a record that failed verification ({bad})"
-                elif isinstance(error, BrokenExecutor) and attempts[run.key] < MAX_ATTEMPTS:
-                    queue.insert(0, run)
-                else:
-                    failures[run.key] = _describe(error)
-    except BaseException:
-        _stop(in_flight, pool, own_pool=executor is None)
-        raise
+
+    def settle(future) -> None:
+        run = in_flight.pop(future)
+        error = future.exception()
+        if isinstance(error, DatasetError):
+            raise error
+        if error is None:
+            try:  # the driver verifies what a worker returns, and is the only writer
+                records[run.key] = _save(store, run, future.result())
+                progress.step()
+            except BadRecord as bad:
+                failures[run.key] = f"its worker returned a record that failed verification ({bad})"
+        elif isinstance(error, BrokenExecutor) and attempts[run.key] < MAX_ATTEMPTS:
+            queue.insert(0, run)
+        else:
+            failures[run.key] = _describe(error)
+
+    with _ctrl_c_noted() as pressed:
+        try:
+            while queue or in_flight:
+                if queue:
+                    pool = executor or _pool()
+                while queue and len(in_flight) < slots:
+                    run = queue.pop(0)
+                    attempts[run.key] += 1
+                    in_flight[pool.submit(fit_spec, run.spec)] = run
+                done, _ = wait(in_flight, timeout=0.1, return_when=FIRST_COMPLETED)
+                if pressed:
+                    raise KeyboardInterrupt
+                for future in done:
+                    settle(future)
+        except BaseException:  # Ctrl-C included: queued runs cancelled, our workers killed
+            for future in in_flight:
+                future.cancel()
+            if executor is None and pool is not None:
+                pool.shutdown(wait=False, kill_workers=True)
+            raise
     return records, failures
 
 

@@ -19,7 +19,7 @@ from labkit.store import BadRecord, MissingResult
 #: Chapter A's base run, trained from a builder's model whose layers had other names.
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER_A_BASE = "d8b6f4485605a27a441cc4eab13c2e8dc311ef602d754d330992c7b08c82b22d"
-#: Chapter D's networks, built with Keras' automatic names: retrained once (expected).
+#: Chapter D's networks, built with Keras' automatic names: to be retrained once (expected).
 CHAPTER_D_RETRAINED = {"755eaabbef709a6a0cde7998b5e61539ab938351ea0f91d438a3ea1d5e9919cb",
                        "cc98738c7aac6106ecb56f3a2f52b3c3809e14ccbddd27adf79f2929a2f6dca8",
                        "d2535619602e42f7f669af08fec2072446e1428306c05ef46de2f4b3a77078ae"}
@@ -30,7 +30,7 @@ def test_every_committed_record_still_verifies():
     committed = type(store)(ROOT / "data" / "runs" / "full", store.validators)
     rows = list(committed.scan())
     failed = {key for key, record, problem in rows if problem}
-    assert len(rows) == 213 and failed == CHAPTER_D_RETRAINED
+    assert failed <= CHAPTER_D_RETRAINED and len(rows) - len(failed) >= 210  # the 3 may be retrained
     for key in failed:
         spec = json.loads(committed.path(key).read_text())["spec"]
         assert spec["data"] == "california"
