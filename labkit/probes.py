@@ -10,6 +10,7 @@ whose loss is no longer a number.
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import keras
@@ -85,12 +86,20 @@ def signal_stats(model, x, y, loss, **_) -> list[dict]:
 PROBES = {"weight_norm": weight_norms, "weight_hist": weight_histograms, "signal": signal_stats}
 
 
+def _trace(key: str) -> None:
+    """Append the key to the file ``LABKIT_TRAIN_LOG`` names: a count of trainings started,
+    across processes (tests prove "trained exactly once" with it)."""
+    if os.environ.get("LABKIT_TRAIN_LOG"):
+        with open(os.environ["LABKIT_TRAIN_LOG"], "a", encoding="utf-8") as log:
+            log.write(key + "\n")
+
+
 class Watch(keras.callbacks.Callback):
     """Times each epoch, stops a diverging run (its loss is NaN or infinite) and measures probes."""
 
     def __init__(self, run, data):
         super().__init__()
-        self.probes = run.probes
+        self.key, self.probes = run.key, run.probes
         self.epochs = set(run.probe_epochs if run.probe_epochs is not None else range(run.epochs + 1))
         self.x, self.y = data.x_val[:SIGNAL_BATCH], data.y_val[:SIGNAL_BATCH]
         self.loss = keras.losses.get(run.loss)
@@ -108,6 +117,8 @@ class Watch(keras.callbacks.Callback):
                     self.tables[name].setdefault(column, []).append(value)
 
     def on_train_begin(self, logs=None):
+        _trace(self.key)
+        self.started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.measure(0)
         self.started = time.perf_counter()
 

@@ -40,7 +40,6 @@ from labkit.store import FORMAT, Store, check_memo, digest, finite
 __all__ = ["Run", "Result", "fit", "train", "open_store", "check_record"]
 
 #: Batches per call into XLA: the same updates as one batch per call, fewer round-trips.
-STEPS_PER_EXECUTION = 32
 #: What each dataset asks of a model: input width, output units, and the losses its labels admit.
 SHAPES = {"mnist": (784, 10), "california": (8, 1)}
 LOSSES = {"mnist": ("sparse_categorical_crossentropy",),
@@ -330,22 +329,26 @@ class Run:
 
 # -- training -------------------------------------------------------------------------
 def fit(run: Run) -> dict:
-    """Train ``run`` in this process and return its record (not stored): the Keras below."""
+    """Train ``run`` in this process and return its record (not stored): the Keras of every run.
+
+    The model is rebuilt from its config after seeding, so its initial weights (and the
+    order of the batches) follow from the seed alone; :class:`~labkit.probes.Watch` times
+    the epochs, stops a run whose loss is no longer a number and takes the probes.
+    """
     import keras
 
     from labkit.probes import Watch
 
-    _env.enable_compilation_cache(settings.cache_dir("jax"))
-    started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    data = run.split()  # a dataset that is not the genuine one stops here, before any training
-    _trace(run.key)
+    data = run.split()
     keras.utils.set_random_seed(run.seed)
     model = keras.models.model_from_json(json.dumps(run.model))
-    optimizer = keras.optimizers.get({"class_name": run.optimizer,
-                                      "config": {"learning_rate": run.learning_rate, **run.optimizer_options}})
-    model.compile(optimizer=optimizer, loss=run.loss, metrics=run.metrics,
-                  steps_per_execution=STEPS_PER_EXECUTION)
-    watch = Watch(run, data)  # times each epoch, stops a run whose loss is NaN, measures probes
+    model.compile(
+        optimizer=keras.optimizers.get({"class_name": run.optimizer,
+                                        "config": {"learning_rate": run.learning_rate, **run.optimizer_options}}),
+        loss=run.loss, metrics=run.metrics,
+        steps_per_execution=32,  # 32 batches per call into XLA: the same updates, fewer round-trips
+    )
+    watch = Watch(run, data)
     callbacks = [watch]
     if run.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=run.early_stopping,
@@ -356,20 +359,17 @@ def fit(run: Run) -> dict:
     test = predictions = None
     if run.evaluate_test:
         test = model.evaluate(data.x_test, data.y_test, batch_size=2048, verbose=0, return_dict=True)
-        if run.keep_predictions:
-            predictions = model.predict(data.x_test, batch_size=2048, verbose=0)[:, 0]
-    return _record(run, history.history, watch, test, predictions, data, started_at)
+    if run.keep_predictions:
+        predictions = model.predict(data.x_test, batch_size=2048, verbose=0)[:, 0]
+    return _record(run, history.history, watch, test, predictions, data)
 
 
-def _trace(key: str) -> None:
-    """Append the key to the file ``LABKIT_TRAIN_LOG`` names: a count of trainings started,
-    across processes (tests prove "trained exactly once" with it)."""
-    if os.environ.get("LABKIT_TRAIN_LOG"):
-        with open(os.environ["LABKIT_TRAIN_LOG"], "a", encoding="utf-8") as log:
-            log.write(key + "\n")
+def prepare() -> None:
+    """What every process does before its first training: JAX's compilation cache on."""
+    _env.enable_compilation_cache(settings.cache_dir("jax"))
 
 
-def _record(run: Run, raw: dict, watch, test, predictions, data, started_at: str) -> dict:
+def _record(run: Run, raw: dict, watch, test, predictions, data) -> dict:
     history = {"train": {}, "validation": {}}
     for name, values in raw.items():
         split, metric = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
@@ -385,7 +385,7 @@ def _record(run: Run, raw: dict, watch, test, predictions, data, started_at: str
         "test": None if test is None else {SHORT.get(k, k): float(v) for k, v in test.items()},
         "predictions": None if predictions is None else [round(float(v), 5) for v in predictions],
         "probes": watch.tables, "seconds": watch.seconds, "epoch_seconds": watch.epoch_seconds,
-        "started_at": started_at, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "started_at": watch.started_at, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "sizes": data.sizes, "versions": versions(), "platform": machine(),
     })
 
@@ -600,6 +600,7 @@ def train(run: Run, store: Store | None = None) -> Result:
     if not isinstance(run, Run):
         raise TypeError(f"train() takes a labkit.Run, got {type(run).__name__}")
     store = store or open_store()
+    prepare()
     record, cached = store.get_or_compute(run.key, lambda: fit(run),
                                           allow_compute=not settings.require_cached())
     return Result(run, record, cached)
