@@ -253,7 +253,7 @@ def cmd_doctor(args) -> int:
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--profile", choices=settings.PROFILES, help="the store of this profile (default: active)")
-    main_parser = argparse.ArgumentParser(prog="labkit", description=__doc__.splitlines()[0])
+    main_parser = argparse.ArgumentParser(prog="labkit", description="Look into a run store and check the set-up.")
     commands = main_parser.add_subparsers(dest="command", required=True)
     runs = commands.add_parser("runs", help="inspect the run store").add_subparsers(dest="action", required=True)
     runs.add_parser("list", parents=[common], help="one line per record").set_defaults(func=cmd_list)

@@ -302,7 +302,8 @@ def string_tables(code: str) -> int:
 def metrics(chapter: qmd.Chapter, inline: dict[str, str] | None = None) -> dict[str, float | int | None]:
     """Issue 21's counts, on the ``.qmd``: code = characters of code-cell bodies without
     their ``#|`` lines; prose = characters outside code cells, inline expressions removed;
-    hidden = non-blank lines of cells with ``include: false`` or ``echo: false``; long
+    hidden = non-blank lines of cells with ``include: false`` or ``echo: false``, their ``#|``
+    option lines included (they are lines of the cell); long
     inline values = executed inline values of 8 words or more (``None`` when not executed)."""
     code = sum(len(cell.code) for cell in chapter.cells)
     outside = "\n".join(line.text for line in chapter.prose)
@@ -310,7 +311,8 @@ def metrics(chapter: qmd.Chapter, inline: dict[str, str] | None = None) -> dict[
     prose = len(qmd.INLINE.sub("", outside))
     return {
         "code/prose": round(code / prose, 2) if prose else float("inf"),
-        "hidden lines": sum(1 for cell in chapter.cells if cell.hidden for line in cell.body if line.text.strip()),
+        "hidden lines": sum(cell.option_lines + sum(1 for line in cell.body if line.text.strip())
+                            for cell in chapter.cells if cell.hidden),
         "long inline values": None if inline is None else sum(
             1 for value in inline.values() if len(value.split()) >= LONG_INLINE_WORDS),
         "string tables": sum(string_tables(cell.code) for cell in chapter.cells),

@@ -53,6 +53,7 @@ class Cell:
     options: dict
     body: list[Line]
     web_only: bool = False
+    option_lines: int = 0  # the ``#|`` lines, counted with the cell's lines
 
     @property
     def code(self) -> str:
@@ -135,7 +136,7 @@ def read(path: Path) -> Chapter:
                 while count < len(body) and _OPTION.match(body[count].text):
                     count += 1
                 cell = Cell(number, options([b.text for b in body[:count]], f"{path}:{number}"),
-                            body[count:], web_only)
+                            body[count:], web_only, count)
                 chapter.cells.append(cell)
                 chapter.order.append(("cell", cell))
             else:
