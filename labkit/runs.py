@@ -39,7 +39,6 @@ from labkit.store import FORMAT, Store, check_memo, digest, finite
 
 __all__ = ["Run", "Result", "fit", "train", "open_store", "check_record"]
 
-#: Batches per call into XLA: the same updates as one batch per call, fewer round-trips.
 #: What each dataset asks of a model: input width, output units, and the losses its labels admit.
 SHAPES = {"mnist": (784, 10), "california": (8, 1)}
 LOSSES = {"mnist": ("sparse_categorical_crossentropy",),

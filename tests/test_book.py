@@ -112,7 +112,7 @@ def test_metrics_count_code_prose_hidden_lines_and_string_tables(tmp_path):
     values = bookcheck.metrics(chapter, inline={"a": "un deux", "b": "un deux trois quatre cinq six sept huit"})
     code = sum(len(cell.code) for cell in chapter.cells)
     assert values["code/prose"] == round(code / len("# Second chapitre {#sec-second}\n\nPeu de prose.\n"), 2)
-    assert values["hidden lines"] == 7
+    assert values["hidden lines"] == 8  # option lines count: they are lines of the cell
     assert values["long inline values"] == 1
     assert values["string tables"] == 3  # the f-string row, the header string, the " | ".join
     assert bookcheck.over_limits(values) == [f"code/prose = {values['code/prose']} (limit 1.0)",
@@ -135,7 +135,7 @@ def test_the_metrics_command_prints_a_table(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "bookcheck.py"), "--metrics", "--root",
                              str(fixture_book(tmp_path))], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
-    assert "| 01-premier.qmd | 0.3 | 5 | – | 0 |" in result.stdout
+    assert "| 01-premier.qmd | 0.3 | 7 | – | 0 |" in result.stdout  # 5 lines of code + 2 #| lines
 
 
 # -- executed chapters ---------------------------------------------------------------------
