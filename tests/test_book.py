@@ -135,7 +135,7 @@ def test_the_metrics_command_prints_a_table(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "bookcheck.py"), "--metrics", "--root",
                              str(fixture_book(tmp_path))], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
-    assert "| 01-premier.qmd | 0.3 | 7 | – | 0 |" in result.stdout  # 5 lines of code + 2 #| lines
+    assert "| 01-premier.qmd | 0.3 | 10 | – | 0 |" in result.stdout  # 5 lines of code + 5 #| lines
 
 
 # -- executed chapters ---------------------------------------------------------------------
