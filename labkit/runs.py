@@ -363,11 +363,6 @@ def fit(run: Run) -> dict:
     return _record(run, history.history, watch, test, predictions, data)
 
 
-def prepare() -> None:
-    """What every process does before its first training: JAX's compilation cache on."""
-    _env.enable_compilation_cache(settings.cache_dir("jax"))
-
-
 def _record(run: Run, raw: dict, watch, test, predictions, data) -> dict:
     history = {"train": {}, "validation": {}}
     for name, values in raw.items():
@@ -599,7 +594,6 @@ def train(run: Run, store: Store | None = None) -> Result:
     if not isinstance(run, Run):
         raise TypeError(f"train() takes a labkit.Run, got {type(run).__name__}")
     store = store or open_store()
-    prepare()
     record, cached = store.get_or_compute(run.key, lambda: fit(run),
                                           allow_compute=not settings.require_cached())
     return Result(run, record, cached)

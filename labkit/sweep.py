@@ -33,7 +33,7 @@ import pandas as pd
 
 from labkit import _env, settings
 from labkit.data import DatasetError
-from labkit.runs import Result, Run, fit, open_store, prepare
+from labkit.runs import Result, Run, fit, open_store
 from labkit.store import BadRecord, MissingResult, Store
 
 __all__ = ["sweep", "Sweep", "Item", "SweepError"]
@@ -128,7 +128,6 @@ def _start_worker(parent: int) -> None:
 
 def fit_spec(spec: dict) -> dict:
     """What a worker runs: :func:`~labkit.runs.fit` of a spec; returns the record (plain JSON)."""
-    prepare()
     return fit(Run.from_spec(spec))
 
 
