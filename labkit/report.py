@@ -232,7 +232,8 @@ class Verdicts(dict):
             rows.append((found[1], found[0], id, verdict))
         order = {id: n for n, id in enumerate(_expectation_ids(rows[0][0]) if rows else [])}
         rows.sort(key=lambda row: order.get(row[2], len(order)))
-        return table(pd.DataFrame({"Attente": [f"{n}. {text}" for n, (_, text, _, _) in enumerate(rows, 1)],
+        return table(pd.DataFrame({"N°": [str(n) for n in range(1, len(rows) + 1)],
+                                   "Attente": [text for _, text, _, _ in rows],
                                    "Verdict": [v.label for *_, v in rows],
                                    "Mesure": [v.evidence for *_, v in rows]}))
 
@@ -258,13 +259,14 @@ def table(frame: pd.DataFrame) -> Markdown:
     cells = frame.astype(str).map(fr.markdown)
     text = cells.to_markdown(index=False, tablefmt="pipe", disable_numparse=True)
     lengths = [[len(name), *cells[name].str.len()] for name in cells.columns]
-    words = [max(len(word) for value in [name, *cells[name]] for word in value.split() or [""])
-             for name in cells.columns]
+    words = [max(len(word) for value in [name, *cells[name]] for word in re.split(r"[ \t\n]+", value))
+             for name in cells.columns]  # no-break spaces hold "97,5 ± 0,3 %" together: one word
     need = [(word + 2) / LINE for word in words]
     mean = [sum(column) / len(column) for column in lengths]
     share = [n + max(0.0, 1 - sum(need)) * m / sum(mean) for n, m in zip(need, mean)]
     lines = text.splitlines()
-    numeric = [bool(cells[name].str.match(r"^[−+\-]?\d").all()) for name in cells.columns]
+    numeric = [bool(cells[name].str.fullmatch(r"\**[−+\-]?[\d\u202f\u00a0 ,.]+(\u00a0?\S{0,3})\**").all())
+               for name in cells.columns]  # numbers (a unit of up to three characters), right-aligned
     lines[1] = "|" + "|".join(f":{'-' * max(3, round(100 * s))}" if not right else f"{'-' * max(3, round(100 * s))}:"
                               for right, s in zip(numeric, share)) + "|"
     return Markdown("\n".join(lines))

@@ -328,11 +328,12 @@ class Run:
 
 # -- training -------------------------------------------------------------------------
 def fit(run: Run) -> dict:
-    """Train ``run`` in this process and return its record (not stored): the Keras of every run.
+    """Train ``run`` in this process; return its record (not stored).
 
-    The model is rebuilt from its config after seeding, so its initial weights (and the
-    order of the batches) follow from the seed alone; :class:`~labkit.probes.Watch` times
-    the epochs, stops a run whose loss is no longer a number and takes the probes.
+    The model is rebuilt from its config after seeding, so its initial
+    weights and the order of its batches follow from the seed alone.
+    :class:`~labkit.probes.Watch` times the epochs, stops a run whose loss
+    is no longer a number and takes the probes.
     """
     import keras
 
@@ -341,25 +342,32 @@ def fit(run: Run) -> dict:
     data = run.split()
     keras.utils.set_random_seed(run.seed)
     model = keras.models.model_from_json(json.dumps(run.model))
+    config = {"learning_rate": run.learning_rate, **run.optimizer_options}
     model.compile(
-        optimizer=keras.optimizers.get({"class_name": run.optimizer,
-                                        "config": {"learning_rate": run.learning_rate, **run.optimizer_options}}),
-        loss=run.loss, metrics=run.metrics,
-        steps_per_execution=32,  # 32 batches per call into XLA: the same updates, fewer round-trips
+        optimizer=keras.optimizers.get(
+            {"class_name": run.optimizer, "config": config}),
+        loss=run.loss,
+        metrics=run.metrics,
+        steps_per_execution=32,  # 32 batches per call into XLA: same updates
     )
     watch = Watch(run, data)
     callbacks = [watch]
     if run.early_stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=run.early_stopping,
-                                                       restore_best_weights=True))
-    history = model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
-                        epochs=run.epochs, batch_size=run.batch_size, shuffle=True, verbose=0,
-                        callbacks=callbacks)
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=run.early_stopping,
+            restore_best_weights=True))
+    history = model.fit(
+        data.x_train, data.y_train,
+        validation_data=(data.x_val, data.y_val),
+        epochs=run.epochs, batch_size=run.batch_size, shuffle=True,
+        verbose=0, callbacks=callbacks)
     test = predictions = None
     if run.evaluate_test:
-        test = model.evaluate(data.x_test, data.y_test, batch_size=2048, verbose=0, return_dict=True)
+        test = model.evaluate(data.x_test, data.y_test, batch_size=2048,
+                              verbose=0, return_dict=True)
     if run.keep_predictions:
-        predictions = model.predict(data.x_test, batch_size=2048, verbose=0)[:, 0]
+        predictions = model.predict(data.x_test, batch_size=2048,
+                                    verbose=0)[:, 0]
     return _record(run, history.history, watch, test, predictions, data)
 
 

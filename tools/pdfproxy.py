@@ -21,7 +21,11 @@ fonts) and Lua filters, its cross-reference pass (it relies on Typst's), executi
 (outputs are placeholders unless executed notebooks are passed), and page layout — the
 PDF's look is checked with a real Quarto (tests/test_render.py).
 
-    python tools/pdfproxy.py [--out book.pdf]
+    python tools/pdfproxy.py [--out book.pdf] [--executed]
+
+``--executed`` executes each file first (full profile, from the store) so that the proxy
+holds the real outputs: charts as their PNG, tables, printed text — a preview of the print
+edition's content and length.
 """
 
 from __future__ import annotations
@@ -53,11 +57,31 @@ _XREF = re.compile(r"(?<![\w@])@((?:fig|tbl|sec|eq)-[\w-]*\w)")
 _HEADER = '#set math.equation(numbering: "(1)")'
 
 
+def _header(root: Path) -> str:
+    """The proxy's Typst preamble: its own settings and the book's ``include-in-header`` texts."""
+    typst_format = quarto.config(root).get("format", {}).get("typst") or {}
+    included = typst_format.get("include-in-header", []) if isinstance(typst_format, dict) else []
+    texts = [item["text"] for item in included if isinstance(item, dict) and "text" in item]
+    return "\n".join([_HEADER, *texts])
+
+
 class ProxyError(RuntimeError):
     """Typst (or Pandoc) refused the book: the real PDF build would stop too."""
 
 
-def _cell(cell: qmd.Cell, outputs: list[dict] | None) -> list[str]:
+def _chart(label: str, outputs: list[dict] | None, images: dict[str, bytes]) -> str:
+    """The file a figure shows: its executed PNG at its own width (charts are drawn at twice
+    their CSS width, and the text column holds 640 CSS px), else the placeholder."""
+    png = next((o["data"]["image/png"] for o in outputs or [] if "image/png" in o.get("data", {})), None)
+    if png is None:
+        return "placeholder.png"
+    data = base64.b64decode(png if isinstance(png, str) else "".join(png))
+    images[f"{label}.png"] = data
+    width = int.from_bytes(data[16:20], "big") / 2  # the PNG header's width, in CSS px
+    return f"{label}.png){{width={min(100, round(100 * width / 640))}%"
+
+
+def _cell(cell: qmd.Cell, outputs: list[dict] | None, images: dict[str, bytes]) -> list[str]:
     classes = " ".join(f".{name}" for name in ["cell", *cell.classes])
     lines = [f"::: {{{classes}}}"]
     if not cell.hidden:
@@ -65,7 +89,11 @@ def _cell(cell: qmd.Cell, outputs: list[dict] | None) -> list[str]:
     captions = dict(cell.captions)
     for label in cell.labels:
         if label.startswith("fig-"):
-            lines += ["", f"![{captions.get('fig-cap', '')}](placeholder.png){{#{label}}}", ""]
+            target = _chart(label, outputs, images)
+            if target == "placeholder.png":
+                lines += ["", f"![{captions.get('fig-cap', '')}](placeholder.png){{#{label}}}", ""]
+            else:
+                lines += ["", f"![{captions.get('fig-cap', '')}]({target} #{label}}}", ""]
         elif label.startswith("tbl-"):
             table = next((str(o["data"]["text/markdown"]) for o in outputs or []
                           if "text/markdown" in o.get("data", {})), "| a |\n|---|\n| 0 |")
@@ -75,7 +103,7 @@ def _cell(cell: qmd.Cell, outputs: list[dict] | None) -> list[str]:
     return lines + [":::", ""]
 
 
-def markdown(path: Path, executed=None) -> str:
+def markdown(path: Path, executed=None, images: dict[str, bytes] | None = None) -> str:
     """A book file as the Pandoc Markdown its PDF is made from (see the module docstring).
     ``executed``: the chapter executed by ``tools/quarto.py`` (inline values and outputs)."""
     chapter = qmd.read(path)
@@ -92,21 +120,23 @@ def markdown(path: Path, executed=None) -> str:
         elif kind == "cell":
             cell, cell_outputs = next(cells)
             if not cell.web_only and cell.options.get("include") is not False:
-                lines += _cell(cell, cell_outputs)
+                lines += _cell(cell, cell_outputs, {} if images is None else images)
         elif kind == "shown" and not item[3]:
             number, info, body, _ = item
             lines += [f"```{info}", *(line.text for line in body), "```"]
     return "\n".join(lines) + "\n"
 
 
-def typst_source(paths, root: Path = ROOT, executed: dict | None = None) -> str:
-    """The book's files as one Typst document (Pandoc's standalone Typst template)."""
+def typst_source(paths, root: Path = ROOT, executed: dict | None = None,
+                 images: dict[str, bytes] | None = None) -> str:
+    """The book's files as one Typst document (Pandoc's standalone Typst template); the
+    executed charts' PNGs are added to ``images``."""
     import pypandoc
 
-    text = "\n\n".join(markdown(path, (executed or {}).get(Path(path).resolve())) for path in paths)
+    text = "\n\n".join(markdown(path, (executed or {}).get(Path(path).resolve()), images) for path in paths)
     bibliography = quarto.config(root).get("bibliography")
     args = ["--from=markdown", "--to=typst", "--standalone", "--number-sections", f"--lua-filter={PRINT_FILTER}",
-            "--metadata=lang:fr", f"--variable=header-includes:{_HEADER}"]
+            "--metadata=lang:fr", f"--variable=header-includes:{_header(root)}"]
     if bibliography:
         args.append(f"--metadata=bibliography:{Path(bibliography).name}")
     done = subprocess.run([pypandoc.get_pandoc_path(), *args], input=text, capture_output=True, text=True)
@@ -124,11 +154,13 @@ def compile_pdf(root: Path = ROOT, *, paths=None, executed: dict | None = None) 
 
     root = Path(root)
     paths = paths or quarto.chapters(root)
-    source = typst_source(paths, root, executed)
+    images: dict[str, bytes] = {"placeholder.png": PLACEHOLDER}
+    source = typst_source(paths, root, executed, images)
     with tempfile.TemporaryDirectory(prefix="pdfproxy-") as folder:
         folder = Path(folder)
         (folder / "book.typ").write_text(source, encoding="utf-8")
-        (folder / "placeholder.png").write_bytes(PLACEHOLDER)
+        for name, data in images.items():
+            (folder / name).write_bytes(data)
         bibliography = quarto.config(root).get("bibliography")
         if bibliography:
             shutil.copy(root / bibliography, folder / Path(bibliography).name)
@@ -142,9 +174,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=ROOT)
     parser.add_argument("--out", type=Path, help="write the proxy PDF here")
+    parser.add_argument("--executed", action="store_true", help="execute the chapters to print their outputs")
     args = parser.parse_args(argv)
+    executed = {path.resolve(): quarto.execute(path, to="typst") for path in quarto.chapters(args.root)} \
+        if args.executed else None
     try:
-        pdf = compile_pdf(args.root)
+        pdf = compile_pdf(args.root, executed=executed)
     except ProxyError as error:
         print(error, file=sys.stderr)
         return 1
