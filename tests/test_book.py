@@ -67,6 +67,9 @@ def test_the_good_fixture_passes_every_static_check(tmp_path):
       '02-second.qmd:5: {guard="second-sans-garde"} needs exactly one guard("second-sans-garde", …)',
       '02-second.qmd:13: verdicts["second-sans-phrase"] = … needs exactly one […]{expect="second-sans-phrase"}',
       '02-second.qmd:14: guard("second-garde-orpheline", …) needs exactly one']),
+    ("long-code", bookcheck.check_code_width,
+     ["02-second.qmd:7: this code line has 102 characters and wraps in the PDF (at most 78)",
+      "02-second.qmd:19: this code line has 101 characters"]),
     ("late-expectation", bookcheck.check_expectations_first,
      ['02-second.qmd:9: expectation "second-tardive" comes after the first results (cell at line 3)']),
 ])
@@ -164,6 +167,7 @@ def test_the_good_fixture_passes_the_executed_checks(executed_fixtures):
     "02-second.qmd:7: '✅' (U+2705) has no glyph in vl-convert's fonts (charts)",
     "02-second.qmd:4: 'survolez' only makes sense on the website but this output reaches the PDF",
     "02-second.qmd:7: 'survol' only makes sense on the website but this output reaches the PDF",
+    "02-second.qmd:7: a code line of this output has 82 characters and wraps in the PDF (at most 78)",
 ])
 def test_each_executed_check_fails_on_the_broken_outputs(executed_fixtures, expected):
     problems = outputcheck.check_executed(executed_fixtures["outputs"], max_width=640, scale=2)

@@ -206,6 +206,20 @@ def check_characters(chapters: list[qmd.Chapter], root: Path = ROOT) -> list[Pro
                     "use a character they have, e.g. a word") for c in sorted(missing)]
 
 
+#: Characters of code a line of the PDF's code blocks holds (DejaVu Sans Mono in the A4,
+#: 10 pt text column): a longer line wraps in the middle of an expression.
+CODE_WIDTH = 78
+
+
+def check_code_width(chapters: list[qmd.Chapter], root: Path = ROOT) -> list[Problem]:
+    """Rule: no line of code the PDF prints (``print-code`` cells, code blocks shown) is
+    longer than :data:`CODE_WIDTH` characters."""
+    return [Problem(chapter.path, number, f"this code line has {len(text)} characters and wraps in "
+                                           f"the PDF (at most {CODE_WIDTH}): break it")
+            for chapter in chapters for number, text, kind in printed_text(chapter)
+            if kind == "code" and len(text) > CODE_WIDTH]
+
+
 # -- guarded sentences and expectations ---------------------------------------------------
 def _spans(chapter: qmd.Chapter, pattern: re.Pattern) -> list[tuple[str, int]]:
     return [(m.group(1), line.number) for line in chapter.prose for m in pattern.finditer(line.text)]
@@ -258,8 +272,8 @@ def check_expectations_first(chapters: list[qmd.Chapter], root: Path = ROOT) -> 
 
 
 #: Each takes the book's chapters and its root folder.
-STATIC_CHECKS = (check_ids, check_references, check_links, check_wording, check_characters, check_claims,
-                 check_expectations_first)
+STATIC_CHECKS = (check_ids, check_references, check_links, check_wording, check_characters, check_code_width,
+                 check_claims, check_expectations_first)
 
 
 def check_book(root: Path = ROOT) -> list[Problem]:

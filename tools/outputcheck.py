@@ -124,7 +124,9 @@ def check_executed(done: quarto.Executed, *, max_width: int | None = None, scale
     - no inline value shows a repr escape (``\\u202f``) instead of its character;
     - every character of inline values, Markdown/plain/stream outputs is drawable by the
       PDF fonts, every character of chart text by vl-convert;
-    - no website-only wording in inline values, outputs or chart text.
+    - no website-only wording in inline values, outputs or chart text;
+    - no line of a code block printed by an output (a function's source shown verbatim)
+      longer than ``bookcheck.CODE_WIDTH`` characters.
     """
     if max_width is None or scale is None:
         from labkit import charts
@@ -137,6 +139,7 @@ def check_executed(done: quarto.Executed, *, max_width: int | None = None, scale
         for output in outputs:
             data = output.get("data", {})
             printed.append((where, _printed_output(output)))
+            problems += _wide_code(where, str(data.get("text/markdown", "")))
             if not _is_chart(data):
                 continue
             missing = [m for m in ("text/html", "image/png") if m not in data]
@@ -167,6 +170,16 @@ def check_executed(done: quarto.Executed, *, max_width: int | None = None, scale
         problems += [Problem(*where, f"{m.group(0)!r} only makes sense on the website but this output "
                                      "reaches the PDF") for m in WEB_ONLY.finditer(text)]
     return problems
+
+
+def _wide_code(where, markdown: str) -> list[Problem]:
+    """Lines of the fenced code blocks of a Markdown output that wrap in the PDF."""
+    import bookcheck
+
+    blocks = re.findall(r"^```[^\n]*\n(.*?)^```", markdown, re.MULTILINE | re.DOTALL)
+    return [Problem(*where, f"a code line of this output has {len(line)} characters and wraps in the PDF "
+                            f"(at most {bookcheck.CODE_WIDTH}): {line.strip()[:40]}…")
+            for block in blocks for line in block.splitlines() if len(line) > bookcheck.CODE_WIDTH]
 
 
 def _inline_line(path: Path, expression: str) -> int:
