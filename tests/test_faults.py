@@ -120,8 +120,9 @@ def test_workers_never_outlive_a_killed_driver_and_a_restart_trains_only_the_mis
     """SIGKILL and SIGTERM (nothing in the driver runs after either); then the killed sweep is
     run again: the runs finished before the kill are kept, only the others train."""
     lrs = [0.01, 0.02, 0.03, 0.04, 0.05]
-    drivers = {how: start_driver(processes, sweep_script, tmp_path / how, lrs) for how in ("SIGKILL", "SIGTERM")}
-    for how, (driver, tag, folder) in drivers.items():
+    drivers = {}
+    for how in ("SIGKILL", "SIGTERM"):  # one after the other: a driver left waiting could finish its sweep
+        driver, tag, folder = drivers[how] = start_driver(processes, sweep_script, tmp_path / how, lrs)
         wait_for(lambda: len(stored(folder)) >= 1 and len(trained(folder)) > len(stored(folder)))
         killed = time.monotonic()
         driver.send_signal(getattr(signal, how))  # the driver only: its workers must notice
