@@ -168,10 +168,24 @@ def test_the_good_fixture_passes_the_executed_checks(executed_fixtures):
     "02-second.qmd:4: 'survolez' only makes sense on the website but this output reaches the PDF",
     "02-second.qmd:7: 'survol' only makes sense on the website but this output reaches the PDF",
     "02-second.qmd:7: a code line of this output has 82 characters and wraps in the PDF (at most 78)",
+    "02-second.qmd:7: a line printed by this output has 90 characters and wraps in the PDF (at most 78)",
 ])
 def test_each_executed_check_fails_on_the_broken_outputs(executed_fixtures, expected):
     problems = outputcheck.check_executed(executed_fixtures["outputs"], max_width=640, scale=2)
     assert expected in messages(problems)
+
+
+def test_printed_text_is_measured_without_its_colours(executed_fixtures):
+    problems = outputcheck.check_executed(executed_fixtures["outputs"], max_width=640, scale=2)
+    assert [m.split("/")[-1] for m in map(str, problems) if "line printed" in m] == [
+        "02-second.qmd:7: a line printed by this output has 90 characters and wraps in the PDF (at most 78): "
+        + "=" * 40 + "…"]
+
+
+def test_the_proxy_prints_text_outputs_as_code_blocks_without_colours(executed_fixtures):
+    done = executed_fixtures["outputs"]
+    text = pdfproxy.markdown(done.path, done)
+    assert "\n" + "─" * 76 + "\n" in text and "=" * 90 in text and "\x1b" not in text
 
 
 def test_long_inline_values_are_counted_on_executed_values(executed_fixtures):

@@ -30,6 +30,9 @@ from bookcheck import WEB_ONLY, Problem  # noqa: E402
 #: fonts, all ≥ 11 CSS px (checked on its spec), print at ≥ 11 px = 8.25 pt.
 MIN_FONT_PX = 11
 DEFAULT_SCALE = 2
+#: Terminal colours (Keras' ``summary()`` prints through rich): Quarto strips them from the
+#: text outputs it prints in the PDF.
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def png_size(data: str | bytes) -> tuple[int, int]:
@@ -96,11 +99,20 @@ def _is_chart(data: dict) -> bool:
 def _printed_output(output: dict) -> str:
     """The text an output puts in the PDF (Quarto prefers markdown, then plain text)."""
     if output.get("output_type") == "stream":
-        return str(output.get("text", ""))
+        return ANSI.sub("", str(output.get("text", "")))
     data = output.get("data", {})
     if _is_chart(data):
         return ""
-    return str(data.get("text/markdown") or data.get("text/plain") or "")
+    return str(data.get("text/markdown") or ANSI.sub("", str(data.get("text/plain") or "")))
+
+
+def printed_text(output: dict) -> str | None:
+    """The text an output prints as a code block in the PDF (a stream, or a display whose
+    only printable form is plain text: Keras' ``summary()``), colours stripped; else None."""
+    data = output.get("data", {})
+    if output.get("output_type") == "stream" or not ({"text/markdown", "image/png"} & set(data)):
+        return _printed_output(output) or None
+    return None
 
 
 def _cells_with_outputs(done: quarto.Executed):
@@ -140,6 +152,7 @@ def check_executed(done: quarto.Executed, *, max_width: int | None = None, scale
             data = output.get("data", {})
             printed.append((where, _printed_output(output)))
             problems += _wide_code(where, str(data.get("text/markdown", "")))
+            problems += _wide_text(where, printed_text(output) or "")
             if not _is_chart(data):
                 continue
             missing = [m for m in ("text/html", "image/png") if m not in data]
@@ -180,6 +193,15 @@ def _wide_code(where, markdown: str) -> list[Problem]:
     return [Problem(*where, f"a code line of this output has {len(line)} characters and wraps in the PDF "
                             f"(at most {bookcheck.CODE_WIDTH}): {line.strip()[:40]}…")
             for block in blocks for line in block.splitlines() if len(line) > bookcheck.CODE_WIDTH]
+
+
+def _wide_text(where, text: str) -> list[Problem]:
+    """Lines of a printed text output (a code block in the PDF) that wrap or run off."""
+    import bookcheck
+
+    return [Problem(*where, f"a line printed by this output has {len(line)} characters and wraps in the PDF "
+                            f"(at most {bookcheck.CODE_WIDTH}): {line.strip()[:40]}…")
+            for line in text.splitlines() if len(line) > bookcheck.CODE_WIDTH]
 
 
 def _inline_line(path: Path, expression: str) -> int:

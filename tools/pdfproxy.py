@@ -41,6 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import outputcheck  # noqa: E402
 import qmd  # noqa: E402
 import quarto  # noqa: E402
 
@@ -99,7 +100,11 @@ def _cell(cell: qmd.Cell, outputs: list[dict] | None, images: dict[str, bytes]) 
                           if "text/markdown" in o.get("data", {})), "| a |\n|---|\n| 0 |")
             lines += ["", table, "", f": {captions.get('tbl-cap', '')} {{#{label}}}", ""]
     if not any(label.startswith(("fig-", "tbl-")) for label in cell.labels):
-        lines += [str(o["data"]["text/markdown"]) for o in outputs or [] if "text/markdown" in o.get("data", {})]
+        for output in outputs or []:
+            if "text/markdown" in output.get("data", {}):
+                lines.append(str(output["data"]["text/markdown"]))
+            elif (text := outputcheck.printed_text(output)) is not None:
+                lines += ["```", text.rstrip("\n"), "```"]
     return lines + [":::", ""]
 
 
