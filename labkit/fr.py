@@ -95,6 +95,14 @@ def _digits_for(spread: float | None, scale: float) -> int:
     return min(max(-math.floor(math.log10(scale * spread)), 0), 4)
 
 
+def pm_digits(values, percent: bool = False) -> int:
+    """The decimals :func:`pm` gives these values by default (a gap between two of them is
+    written with at least as many, so that it matches the two numbers it separates)."""
+    values = np.asarray(values, dtype=float).ravel()
+    spread = float(values.std(ddof=1)) if values.size > 1 and np.isfinite(values).all() else None
+    return _digits_for(spread, 100 if percent else 1)
+
+
 def pm(values, digits: int | None = None, percent: bool = False) -> Text:
     """``97,8 ± 0,1 %``: the mean of per-seed values ± their standard deviation (n − 1).
 
@@ -108,7 +116,7 @@ def pm(values, digits: int | None = None, percent: bool = False) -> Text:
         return Text(f"divergé ({int(np.isnan(values).sum())}/{values.size} graines)")
     scale = 100 if percent else 1
     spread = float(values.std(ddof=1)) if values.size > 1 else None
-    digits = _digits_for(spread, scale) if digits is None else digits
+    digits = pm_digits(values, percent) if digits is None else digits
     text = _decimal(scale * values.mean(), digits)
     if spread is not None:
         text += f"{NBSP}±{NBSP}{_decimal(scale * spread, digits)}"

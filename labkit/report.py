@@ -174,7 +174,8 @@ def _measure(a, b, unit: str, margin: float, lower_is_better: bool):
     a, b = _values(a, lower_is_better), _values(b, lower_is_better)
     difference = a.mean() - b.mean() if np.isfinite(a).all() or np.isfinite(b).all() else math.nan
     yardstick = _yardstick([_spread(a), _spread(b)], margin)
-    digits = max(_digits(yardstick, unit), _digits(difference, unit))
+    sides = [fr.pm_digits(side, percent=unit in ("%", "pt")) for side in (a, b) if np.isfinite(side).all()]
+    digits = max(_digits(yardstick, unit), _digits(difference, unit), *sides)
     gap = "" if not math.isfinite(difference) else (
         f" ; écart {_gap(difference, unit, digits)} (seuil {_gap(yardstick, unit, digits, sign=False)})"
         if math.isfinite(yardstick) else " ; dispersion non mesurable")
