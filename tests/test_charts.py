@@ -148,8 +148,20 @@ def gallery(history, sweep):
                             x_title="Taux d'apprentissage", y_title="Perte"),
         "by bars": charts.by(final.assign(params=[101_770, 101_770, 12_730, 12_730, 203_530, 203_530]), x="lr",
                              y="params", kind="bar", title="Paramètres", x_title="Taux", y_title="Paramètres"),
+        "by categories": charts.by(final.assign(model=np.repeat(["3×128", "2×64", "boosting"], 2)), x="model",
+                                   y="loss", connect=False, title="Perte par modèle", y_title="Perte"),
+        "curves five panels": charts.curves(pd.concat([plateau(levels=[0.1]).assign(part=p) for p in "abcde"]),
+                                            facet="part", percent=True, title="Cinq répartitions",
+                                            y_title="Exactitude", facet_title="Répartition"),
+        "curves norms": charts.curves(plateau(levels=[0.1]).assign(value=lambda f: 2.3 + 19 * (1 - f["epoch"] / 12)),
+                                      log_y=True, title="Norme des poids", y_title="Norme"),
         "heatmap": charts.heatmap(final, x="lr", y="seed", value="accuracy", percent=True,
                                   title="Exactitude par taux et graine", x_title="Taux", y_title="Graine"),
+        "heatmap gap": charts.heatmap(final, x="lr", y="seed", value="loss", better="lower",
+                                      darker_label="écart plus petit", title="Écart", x_title="Taux"),
+        "histograms own axes": charts.histograms(hist[hist["epoch"].isin([0, 2])], color="epoch",
+                                                 facet_column="lr", shared_y=False,
+                                                 title="Distribution des poids, un axe par panneau"),
         "histograms": charts.histograms(hist[hist["epoch"].isin([0, 2])], color="epoch",
                                         facet_row="layer_name", facet_column="lr",
                                         title="Distribution des poids par couche"),
@@ -350,6 +362,34 @@ def test_scatter_samples_with_a_fixed_seed_and_says_so(drawn):
     rows = dataset(drawn["residuals"][0])
     assert (rows["kind"] == "point").sum() == 4000 and (rows["kind"] == "trend").sum() == 20
     assert "Échantillon de 4\u202f000 points sur 6\u202f000" in " ".join(spec["title"]["subtitle"])
+
+
+def test_unordered_categories_are_not_joined_by_a_line(drawn):
+    marks = [layer["mark"]["type"] for layer in drawn["by categories"][1]["layer"]]
+    assert "line" not in marks and "tick" in marks
+    assert "tiret : moyenne des graines" in " ".join(drawn["by categories"][1]["title"]["subtitle"])
+    assert "line" in [layer["mark"]["type"] for layer in drawn["by points"][1]["layer"]]
+
+
+def test_a_wrapped_facet_draws_no_axis_under_the_empty_place(drawn):
+    assert len(axis_labels(drawn["curves five panels"][3], "X")) == 5  # one per panel, none for the 6th place
+    assert len(axis_labels(drawn["curves three panels"][3], "X")) == 3
+
+
+def test_a_log_axis_labels_the_low_end_of_the_data(drawn):
+    (labels,) = axis_labels(drawn["curves norms"][3], "Y")
+    assert labels[0] == "2"  # the data start at 2,3: "2" is labelled, not left below the first tick
+
+
+def test_a_heatmap_says_what_darker_means_where_lower_is_not_better(drawn):
+    assert "plus foncé = écart plus petit" in " ".join(drawn["heatmap gap"][1]["title"]["subtitle"])
+    assert "plus foncé = meilleur (plus haut)" in " ".join(drawn["heatmap"][1]["title"]["subtitle"])
+
+
+def test_histogram_panels_can_have_their_own_density_axis(drawn):
+    assert drawn["histograms own axes"][1]["resolve"]["scale"]["y"] == "independent"
+    assert len(axis_labels(drawn["histograms own axes"][3], "Y")) == 3
+    assert len(axis_labels(drawn["histograms"][3], "Y")) == 2  # one per row: shared along it
 
 
 def test_distributions_wrap_into_rows_that_fit(drawn):

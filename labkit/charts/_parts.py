@@ -25,7 +25,7 @@ WEBSITE_ONLY = ("survol", "molette", "cliqu", "zoom")
 TITLES = {"epoch": "Époque", "split": "Jeu", "seed": "Graine", "layer": "Couche", "layer_name": "Couche",
           "quantity": "Grandeur", "stat": "Statistique", "metric": "Mesure", "value": "Valeur",
           "bin_left": "Poids", "accuracy": "Exactitude", "loss": "Perte", "crossentropy": "Entropie croisée"}
-WORDS = {"train": "entraînement", "validation": "validation", "test": "test", "std": "écart-type",
+WORDS = {"train": "entraînement", "validation": "validation", "test": "test", "std": "écart type",
          "mean": "moyenne", "activation": "activations", "gradient": "gradients",
          "weight_gradient": "gradients des poids"}
 DASHES = [[1, 0], [6, 3], [2, 2], [8, 3, 2, 3]]
@@ -165,8 +165,18 @@ def y_scale_axis(values, builder: str, log=False, percent=False, zero=False) -> 
                          f"{values.min():g}); filter them out or use log_y=False")
     low, high = (values.min(), values.max()) if values.size else (0.1, 1.0)
     margin = (high / low) ** 0.04 if high > low else 1.5
-    return {"scale": alt.Scale(type="log", domain=[low / margin, high * margin], nice=False),
-            "axis": exact_axis(log_ticks(low / margin, high * margin), percent=percent)}
+    low, high = _round_end(low / margin, -1), _round_end(high * margin, +1)
+    return {"scale": alt.Scale(type="log", domain=[low, high], nice=False),
+            "axis": exact_axis(log_ticks(low, high), percent=percent)}
+
+
+def _round_end(end: float, direction: int) -> float:
+    """A log axis' end moved out to the next 1-2-5 value when it is that close (within a
+    factor 1.25), so that the data's end is labelled rather than left below the last tick."""
+    exponent = math.floor(math.log10(end))
+    steps = [m * 10.0 ** e for e in (exponent - 1, exponent, exponent + 1) for m in (1, 2, 5)]
+    nearest = max(s for s in steps if s <= end) if direction < 0 else min(s for s in steps if s >= end)
+    return nearest if max(nearest / end, end / nearest) <= 1.25 else end
 
 
 def color_channel(order: list[str], title: str | None, symbol: str = "stroke"):
@@ -202,10 +212,14 @@ def panels(count: int, axis_px: int = 95, widest: int = 3, least: int = 140) -> 
 
 
 def facet_of(chart, facet_order: list[str], title: str | None, height: int | None = None):
-    """One panel per value, wrapped into rows that fit the page (square panels by default)."""
+    """One panel per value, wrapped into rows that fit the page (square panels by default).
+
+    When the last row is not full, each panel carries its own x axis: with one axis per
+    column under the last row, Vega-Lite would draw an axis under the empty place too."""
     columns, width = panels(len(facet_order))
-    return chart.properties(width=width, height=height or width).facet(
+    faceted = chart.properties(width=width, height=height or width).facet(
         facet=alt.Facet("facet:N", title=title, sort=facet_order), columns=columns)
+    return faceted.resolve_axis(x="independent") if len(facet_order) % columns else faceted
 
 
 # -- titles --------------------------------------------------------------------------------------

@@ -145,16 +145,17 @@ def _diverged_in_legend(data, table, orders, by_color: bool) -> list[str]:
 
 # -- a measure against a setting -----------------------------------------------------------------
 def by(frame, *, x, y, color=None, dash=None, facet=None, kind="points", log_x=False, log_y=False,
-       percent=False, zero=False, title, subtitle=None, x_title=None, y_title=None, color_title=None,
-       dash_title=None, facet_title=None):
+       percent=False, zero=False, connect=True, title, subtitle=None, x_title=None, y_title=None,
+       color_title=None, dash_title=None, facet_title=None):
     """A measure against a setting, one row per run (``sweep.final(...)``) or per measurement.
 
     ``kind="points"``: each seed a small point and the mean a line through x; ``"line"``:
     the same with a thicker mean line; ``"bar"``: the mean as a bar from zero, the seeds as
     points.  x is categorical in data order and its ticks are the exact values in French;
     ``log_x=True`` places positive numbers on a log axis, one tick per value.  The y axis
-    is zoomed on the data unless ``zero``.  A run with no value and ``diverged`` true is a
-    cross at the bottom of the plot, counted in the subtitle.
+    is zoomed on the data unless ``zero``.  ``connect=False`` draws no line between the x
+    values (categories with no order: models), only each mean's tick.  A run with no value
+    and ``diverged`` true is a cross at the bottom of the plot, counted in the subtitle.
     """
     builder = "by"
     if kind not in KINDS:
@@ -213,10 +214,11 @@ def by(frame, *, x, y, color=None, dash=None, facet=None, kind="points", log_x=F
     else:
         D = dash_channel(orders["dash"], titles["dash"]) if dash else alt.Undefined
         layers = [_only("seed").mark_point(filled=True, size=30, opacity=0.55).encode(
-                      y=Y["value"], tooltip=tips["seed"], **channels),
-                  _only("mean").mark_line(strokeWidth=3 if kind == "line" else 1.5).encode(
-                      y=Y["mean"], strokeDash=D, **channels)]
-        if kind == "points":
+                      y=Y["value"], tooltip=tips["seed"], **channels)]
+        if connect:
+            layers.append(_only("mean").mark_line(strokeWidth=3 if kind == "line" else 1.5).encode(
+                y=Y["mean"], strokeDash=D, **channels))
+        if kind == "points" or not connect:
             layers.append(_only("mean").mark_tick(thickness=2, size=14).encode(
                 y=Y["mean"], tooltip=tips["mean"], **channels))
     layers.append(_only("diverged").mark_point(shape="cross", filled=True, size=110, strokeWidth=0, opacity=1)
@@ -226,15 +228,15 @@ def by(frame, *, x, y, color=None, dash=None, facet=None, kind="points", log_x=F
         chart = facet_of(chart, orders["facet"], title_of(facet, facet_title), height)
     else:
         chart = chart.properties(width=PLOT_WIDTH, height=height)
-    return finish(chart, builder, title, subtitle, _by_notes(data, means, kind, titles["label"]))
+    return finish(chart, builder, title, subtitle, _by_notes(data, means, kind, titles["label"], connect))
 
 
-def _by_notes(data, means, kind, x_title) -> list[str]:
+def _by_notes(data, means, kind, x_title, connect=True) -> list[str]:
     """How to read the chart, and which settings lost runs: "Taux : 3 → 2/3"."""
     notes = []
     if (means["n"] > 1).any():
         notes.append("Barres : moyenne ; points : graines." if kind == "bar" else
-                     "Points : une graine ; trait : moyenne des graines.")
+                     f"Points : une graine ; {'trait' if connect else 'tiret'} : moyenne des graines.")
     counts = data.groupby(["label", "color"], sort=False)["lost"].agg(["sum", "count"])
     parts = [f"{label}{' / ' + c if c else ''} → {k}/{n}" for (label, c), (k, n) in counts.iterrows() if k]
     return notes + ([f"Croix en bas : runs divergés ({x_title} : {' ; '.join(parts)})."] if parts else [])
@@ -242,12 +244,14 @@ def _by_notes(data, means, kind, x_title) -> list[str]:
 
 # -- two-way grid --------------------------------------------------------------------------------
 def heatmap(frame, *, x, y, value, better="higher", percent=False, digits=1, title, subtitle=None,
-            x_title=None, y_title=None, value_title=None):
+            x_title=None, y_title=None, value_title=None, darker_label=None):
     """One cell per (x, y) configuration: colour = mean over seeds, text = the mean and, where
     two seeds or more, a second line "± s" (their standard deviation): a cell whose seeds
     range from 69,7 to 91,1 % never reads as a plain "83,4 %".
 
     One colour meaning across the book: darker is better (``better="higher"`` or ``"lower"``).
+    Where lower is not simply better (a generalisation gap: a bad model may have none), say
+    what darker means instead: ``darker_label="écart plus petit"``.
     A cell whose runs all diverged is grey and reads "divergé".
     """
     builder = "heatmap"
@@ -289,8 +293,10 @@ def heatmap(frame, *, x, y, value, better="higher", percent=False, digits=1, tit
 
     fewest, most = int(cells["runs"].min()), int(cells["runs"].max())
     seeds = ("une graine" if most == 1 else f"moyenne de {f'{fewest} à {most}' if fewest < most else most} "
-             "graines, ± : écart-type entre graines" + (" (en points)" if percent else ""))
-    notes = [f"Case : {seeds} ; plus foncé = meilleur ({'plus haut' if better == 'higher' else 'plus bas'})."]
+             "graines, ± : écart type entre graines" + (" (en points)" if percent else ""))
+    darker = darker_label or f"meilleur ({'plus haut' if better == 'higher' else 'plus bas'})"
+    printable(builder, darker)
+    notes = [f"Case : {seeds} ; plus foncé = {darker}."]
     if cells["lost"].sum():
         notes.append(f"Runs divergés : {int(cells['lost'].sum())} (« div. k/n » ; case grise : tous divergés).")
     return finish(chart, builder, title, subtitle, notes)

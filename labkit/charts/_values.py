@@ -35,12 +35,13 @@ def _mean_density(part: pd.DataFrame) -> pd.DataFrame:
 
 
 def histograms(frame, *, value_left="bin_left", value_right="bin_right", count="count", color=None,
-               facet_row=None, facet_column=None, title, subtitle=None, x_title=None, y_title="Densité",
-               color_title=None):
+               facet_row=None, facet_column=None, shared_y=True, title, subtitle=None, x_title=None,
+               y_title="Densité", color_title=None):
     """Histograms (the ``weight_hist`` probe) as step lines of density, averaged over seeds:
     e.g. ``color="epoch"`` (before and after training), ``facet_row="layer_name"``,
     ``facet_column="λ"``.  Along a row the axes are shared, so the columns compare;
-    each row has its own, since layers differ in scale."""
+    each row has its own, since layers differ in scale.  ``shared_y=False`` gives each
+    panel its own density axis: a tall spike in one column no longer flattens the others."""
     builder = "histograms"
     check(frame, builder, value_left, value_right, count, color, facet_row, facet_column)
     shown = {"color": color, "facet_row": facet_row, "facet_column": facet_column}
@@ -54,7 +55,8 @@ def histograms(frame, *, value_left="bin_left", value_right="bin_right", count="
         data[role], orders[role] = labelled(frame, column) if column else ("", [""])
     table = limit_rows(data.dropna().groupby(["color", "row", "column"], sort=False)
                        .apply(_mean_density, include_groups=False).reset_index(level=[0, 1, 2]), builder)
-    columns, width = panels(len(orders["column"]), axis_px=80, widest=len(orders["column"]), least=95)
+    own_axes = 0 if shared_y else 45 * (len(orders["column"]) - 1)  # a density axis beside each panel
+    columns, width = panels(len(orders["column"]), axis_px=80 + own_axes, widest=len(orders["column"]), least=95)
     if columns < len(orders["column"]):
         raise ValueError(f"charts.histograms: {len(orders['column'])} columns do not fit the page width "
                          f"({MAX_WIDTH} px); filter the frame to {columns} values of {facet_column!r}")
@@ -75,10 +77,13 @@ def histograms(frame, *, value_left="bin_left", value_right="bin_right", count="
         if facet_column:
             chart = chart.facet(column=alt.Column("column:N", sort=orders["column"], header=alt.Header(
                 labels=index == 0), title=facet_column if index == 0 else None))
+            if not shared_y:
+                chart = chart.resolve_scale(y="independent")
         rows.append(chart.properties(title=alt.Title(row, fontSize=12, anchor="start")) if facet_row else chart)
     seeds = int(data["seed"].nunique())
     notes = [f"Densité = part des valeurs par unité de {x_title.lower()}"
-             + (f", moyenne de {seeds} graines" if seeds > 1 else "") + " ; axes communs le long d'une ligne."]
+             + (f", moyenne de {seeds} graines" if seeds > 1 else "")
+             + (" ; axes communs le long d'une ligne." if shared_y else " ; axe des densités propre à chaque panneau.")]
     chart = alt.vconcat(*rows).resolve_scale(x="independent", y="independent") if len(rows) > 1 else rows[0]
     return finish(chart, builder, title, subtitle, notes)
 
