@@ -18,6 +18,7 @@ import os
 import platform
 import shutil
 import sys
+from datetime import date
 from importlib import metadata
 from pathlib import Path
 
@@ -45,7 +46,32 @@ def cpu_name(machine, french: bool = False) -> str:
              if machine.get(key) not in (None, "")]
     extensions = machine.get("vector_extensions")
     what = ", ".join(map(str, extensions)) if isinstance(extensions, list) else words[2]
-    return f"{machine.get('cpu') or '?'} ({'; '.join(filter(None, [', '.join(where), what]))})"
+    separator = " ; " if french else "; "
+    return f"{machine.get('cpu') or '?'} ({separator.join(filter(None, [', '.join(where), what]))})"
+
+
+#: The widest vector instruction set a CPU's extensions include, first match (what a reader
+#: of the preface needs to know of XLA's target; ``labkit runs show`` gives the full list).
+_WIDEST = (("avx512", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sse", "SSE"))
+
+
+def cpu_label(machine) -> str:
+    """``AMD EPYC (famille 25, modèle 17 ; AVX-512)``: the preface's short form of :func:`cpu_name`."""
+    machine = machine if isinstance(machine, dict) else {}
+    extensions = machine.get("vector_extensions")
+    if not isinstance(extensions, list):
+        return cpu_name(machine, french=True)
+    widest = next((name for prefix, name in _WIDEST if any(str(e).startswith(prefix) for e in extensions)),
+                  "sans extension vectorielle connue")
+    return cpu_name({**machine, "vector_extensions": [widest]}, french=True)
+
+
+def _day(text) -> date | None:
+    """The day a record's ``finished_at`` names, or None when it names none."""
+    try:
+        return date.fromisoformat(str(text)[:10])
+    except ValueError:
+        return None
 
 
 def scan(store: Store) -> tuple[dict[str, list[dict]], list[tuple[str, str, str]]]:
@@ -75,19 +101,23 @@ def summary(store: Store | None = None) -> dict[str, str]:
             counts[text] = counts.get(text, 0) + 1
         if len(counts) == 1:
             return next(iter(counts))
-        return " ; ".join(f"{value} ({fr.num(n)} runs)" for value, n in sorted(counts.items())) or "—"
+        return " ; ".join(f"{value} — {fr.num(n)} runs" for value, n in sorted(counts.items())) or "—"
 
-    days = sorted(str(r.get("finished_at"))[:10] for r in runs if str(r.get("finished_at"))[:4].isdigit())
-    period = "—" if not days else safe(days[0]) if days[0] == days[-1] else f"du {safe(days[0])} au {safe(days[-1])}"
+    from babel.dates import format_date
+
+    days = sorted(day for day in map(_day, (r.get("finished_at") for r in runs)) if day)
+    days = [format_date(day, "d MMMM y", locale="fr_FR") for day in days[:1] + days[-1:]]
+    period = "—" if not days else days[0] if days[0] == days[-1] else f"du {days[0]} au {days[-1]}"
     return {
         "Runs enregistrés": fr.num(len(runs)),
-        "Runs divergés": fr.num(sum(r["diverged"] for r in runs)),
+        "Runs ayant divergé": fr.num(sum(r["diverged"] for r in runs)),
         "Enregistrements illisibles (recalculés)": fr.num(len(damaged)),
         "Temps d'entraînement cumulé": _duration(sum(r["seconds"] for r in runs)),
         "Python": seen(r["versions"].get("python") for r in runs),
         "Keras": seen(r["versions"].get("keras") for r in runs),
         "JAX": seen(r["versions"].get("jax") for r in runs),
-        "Processeurs": seen(cpu_name(r["platform"], french=True) for r in runs),
+        "Processeurs": seen(cpu_label(r["platform"]) for r in runs),
+        "Cœurs par machine": seen(r["platform"].get("cores") for r in runs),
         "Période des entraînements": period,
     }
 

@@ -137,6 +137,18 @@ def test_summary_names_cpus_and_their_vector_extensions(store, trained):
     assert summary(store)["Processeurs"] == "Old CPU (extensions vectorielles non enregistrées)"
 
 
+def test_summary_gives_the_widest_vector_set_the_cores_and_french_dates(store, trained):
+    record = store.load(trained[1])
+    store.save({**record, "finished_at": "2026-03-05T10:00:00+00:00",
+                "platform": {"cpu": "Some CPU", "cpu_family": "6", "cpu_model": "85", "cores": 4,
+                             "vector_extensions": ["sse", "sse2", "avx", "avx2", "fma"]}})
+    values = summary(store)
+    assert values["Processeurs"] == "Some CPU (famille 6, modèle 85 ; AVX2)"
+    assert values["Cœurs par machine"] == "4" and values["Période des entraînements"] == "5 mars 2026"
+    store.save({**record, "finished_at": "2026-13-45 not a day"})
+    assert summary(store)["Période des entraînements"] == "—"
+
+
 @given(st.text())
 def test_safe_text_is_inert_markup_and_keeps_every_printable_character(text):
     escaped = safe(text, limit=10**6)
