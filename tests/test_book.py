@@ -257,8 +257,22 @@ def test_print_code_keeps_the_code_of_print_code_cells_and_every_output():
 def test_print_code_is_applied_to_the_typst_format_only():
     typst = quarto.config(ROOT)["format"]["typst"]
     assert {"path": "filters/print-code.lua", "at": "pre-ast"} in typst["filters"]
-    assert "filters" not in quarto.config(ROOT)["format"]["html"]
+    assert "filters/print-code.lua" not in str(quarto.config(ROOT)["format"]["html"].get("filters"))
     assert (ROOT / "filters" / "print-code.lua").is_file()
+
+
+@pytest.mark.parametrize("to", ["html", "typst"])
+def test_french_spacing_makes_the_spaces_of_high_punctuation_unbreakable(to):
+    import pypandoc
+
+    text = "Exactitude : 97 % ; vraiment ? Oui ! Le « petit hasard » reste `a : b` et $x : y$."
+    out = pypandoc.convert_text(text, to, format="markdown", extra_args=[f"--lua-filter={pdfproxy.SPACING_FILTER}"])
+    nbsp, semicolon = ("~", "\\;") if to == "typst" else ("\u00a0", ";")  # Typst writes U+00A0 as ~
+    for joined in [f"Exactitude{nbsp}:", f"%\u202f{semicolon}", "vraiment\u202f?", "Oui\u202f!", f"«{nbsp}petit",
+                   f"hasard{nbsp}»"]:
+        assert joined in out, joined
+    assert "a : b" in out and ("x : y" in out or to == "html")  # code and math untouched
+    assert str(pdfproxy.SPACING_FILTER.relative_to(ROOT)) in quarto.config(ROOT)["format"][to]["filters"]
 
 
 def test_the_proxy_prints_only_the_code_of_print_code_cells(tmp_path):

@@ -47,6 +47,7 @@ import quarto  # noqa: E402
 
 ROOT = quarto.ROOT
 PRINT_FILTER = ROOT / "filters" / "print-code.lua"
+SPACING_FILTER = ROOT / "filters" / "french-spacing.lua"
 #: A 4 × 3 white PNG: where the book has a chart, the proxy has this.
 PLACEHOLDER = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAQAAAADCAIAAAA7ljmRAAAAFElEQVR4nGP8//8/AwwwMSABFA4Aby0DA"
                                "yMYAwQAAAAASUVORK5CYII=")
@@ -141,6 +142,7 @@ def typst_source(paths, root: Path = ROOT, executed: dict | None = None,
     text = "\n\n".join(markdown(path, (executed or {}).get(Path(path).resolve()), images) for path in paths)
     bibliography = quarto.config(root).get("bibliography")
     args = ["--from=markdown", "--to=typst", "--standalone", "--number-sections", f"--lua-filter={PRINT_FILTER}",
+            f"--lua-filter={SPACING_FILTER}",
             "--metadata=lang:fr", f"--variable=header-includes:{_header(root)}"]
     if bibliography:
         args.append(f"--metadata=bibliography:{Path(bibliography).name}")
