@@ -37,8 +37,14 @@ def safe(value, limit: int = 200) -> str:
     return "".join(c if c.isalnum() or c in " .,:;-+()/%" else f"&#{ord(c)};" for c in text)
 
 
+#: The widest vector instruction set among a CPU's extensions, first match: the preface's
+#: short form of XLA's target (``labkit runs show`` lists them all).
+_WIDEST = (("avx512", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sse", "SSE"))
+
+
 def cpu_name(machine, french: bool = False) -> str:
-    """``AMD EPYC (family 25, model 17; avx, avx2, avx512f)``: what XLA compiled for."""
+    """``AMD EPYC (family 25, model 17; avx, avx2, avx512f)``: what XLA compiled for; in
+    French, for the preface, the widest set only: ``AMD EPYC (famille 25, modèle 17 ; AVX-512)``."""
     words = ("famille", "modèle", "extensions vectorielles non enregistrées") if french else \
         ("family", "model", "vector extensions not recorded")
     machine = machine if isinstance(machine, dict) else {}
@@ -46,24 +52,11 @@ def cpu_name(machine, french: bool = False) -> str:
              if machine.get(key) not in (None, "")]
     extensions = machine.get("vector_extensions")
     what = ", ".join(map(str, extensions)) if isinstance(extensions, list) else words[2]
+    if french and isinstance(extensions, list):
+        what = next((name for prefix, name in _WIDEST if any(str(e).startswith(prefix) for e in extensions)),
+                    "sans extension vectorielle connue")
     separator = " ; " if french else "; "
     return f"{machine.get('cpu') or '?'} ({separator.join(filter(None, [', '.join(where), what]))})"
-
-
-#: The widest vector instruction set a CPU's extensions include, first match (what a reader
-#: of the preface needs to know of XLA's target; ``labkit runs show`` gives the full list).
-_WIDEST = (("avx512", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sse", "SSE"))
-
-
-def cpu_label(machine) -> str:
-    """``AMD EPYC (famille 25, modèle 17 ; AVX-512)``: the preface's short form of :func:`cpu_name`."""
-    machine = machine if isinstance(machine, dict) else {}
-    extensions = machine.get("vector_extensions")
-    if not isinstance(extensions, list):
-        return cpu_name(machine, french=True)
-    widest = next((name for prefix, name in _WIDEST if any(str(e).startswith(prefix) for e in extensions)),
-                  "sans extension vectorielle connue")
-    return cpu_name({**machine, "vector_extensions": [widest]}, french=True)
 
 
 def _day(text) -> date | None:
@@ -116,7 +109,7 @@ def summary(store: Store | None = None) -> dict[str, str]:
         "Python": seen(r["versions"].get("python") for r in runs),
         "Keras": seen(r["versions"].get("keras") for r in runs),
         "JAX": seen(r["versions"].get("jax") for r in runs),
-        "Processeurs": seen(cpu_label(r["platform"]) for r in runs),
+        "Processeurs": seen(cpu_name(r["platform"], french=True) for r in runs),
         "Cœurs par machine": seen(r["platform"].get("cores") for r in runs),
         "Période des entraînements": period,
     }

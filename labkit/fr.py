@@ -17,7 +17,7 @@ import re
 import numpy as np
 from babel.numbers import format_decimal
 
-__all__ = ["Text", "markdown", "num", "pct", "pm", "pt", "rate", "seconds", "money", "NBSP", "NNBSP", "MINUS"]
+__all__ = ["Text", "markdown", "num", "pct", "pm", "pt", "rate", "seconds", "NBSP", "NNBSP", "MINUS"]
 
 NBSP, NNBSP, MINUS = "\u00a0", "\u202f", "\u2212"
 MISSING = "—"
@@ -134,9 +134,3 @@ def seconds(s) -> Text:
     if not minutes:
         return Text(f"{rest}{NBSP}s")
     return Text(f"{minutes}{NBSP}min" + (f" {rest}{NBSP}s" if rest else ""))
-
-
-def money(x, digits: int = 0) -> Text:
-    """``53 000 $``: dollars, the symbol after the number as in French."""
-    value = _finite(x)
-    return Text(MISSING if value is None else _decimal(value, digits) + NBSP + "$")

@@ -36,7 +36,7 @@ from IPython.display import Markdown, display
 from labkit import fr, settings
 
 __all__ = ["Verdict", "Verdicts", "greater", "less", "above", "below", "about", "guard",
-           "SentenceNotSupported", "sentence", "table", "spread", "source", "RULE"]
+           "SentenceNotSupported", "sentence", "table", "source", "RULE"]
 
 RULE = ("Dispersion : écart type entre graines (n − 1). Une attente est confirmée quand l'écart va dans "
         "le sens annoncé et dépasse la dispersion (√(s₁² + s₂²) pour deux configurations, ou la marge "
@@ -279,8 +279,3 @@ def source(function) -> Markdown:
     import inspect
 
     return Markdown(f"```python\n{inspect.getsource(function).rstrip()}\n```")
-
-
-def spread(frame: pd.DataFrame, metric: str, by) -> pd.Series:
-    """Seed standard deviation (n − 1) of ``metric`` per configuration (``by``: grid columns)."""
-    return frame.groupby(by)[metric].std(ddof=1)
