@@ -119,16 +119,16 @@ def _status(difference: float, yardstick: float) -> str:
     return "confirmed" if difference > yardstick else "refuted" if difference < -yardstick else "inconclusive"
 
 
-def _show(array: np.ndarray, unit: str) -> str:
+def _show(array: np.ndarray, unit: str, digits: int | None = None) -> str:
     """Mean ± spread with its unit: ``%`` for fractions (accuracies), ``pt`` for differences
     of fractions (percentage points), any other unit (``s``, ``k$``) written after the number."""
     if not np.isfinite(array).all():
         return f"divergé ({int((~np.isfinite(array)).sum())}/{array.size} graines)"
     if unit == "%":
-        return fr.pm(array, percent=True)
+        return fr.pm(array, digits, percent=True)
     if unit == "pt":
-        return fr.pm(100 * array) + f"{fr.NBSP}pt"
-    return fr.pm(array) + (f"{fr.NBSP}{fr.markdown(unit)}" if unit else "")
+        return fr.pm(100 * array, digits) + f"{fr.NBSP}pt"
+    return fr.pm(array, digits) + (f"{fr.NBSP}{fr.markdown(unit)}" if unit else "")
 
 
 def _digits(size: float, unit: str) -> int:
@@ -174,12 +174,14 @@ def _measure(a, b, unit: str, margin: float, lower_is_better: bool):
     a, b = _values(a, lower_is_better), _values(b, lower_is_better)
     difference = a.mean() - b.mean() if np.isfinite(a).all() or np.isfinite(b).all() else math.nan
     yardstick = _yardstick([_spread(a), _spread(b)], margin)
-    sides = [fr.pm_digits(side, percent=unit in ("%", "pt")) for side in (a, b) if np.isfinite(side).all()]
-    digits = max(_digits(yardstick, unit), _digits(difference, unit), *sides)
+    # Both sides with the same decimals, and the gap with at least as many: the reader can
+    # subtract the two numbers shown and find the gap written.
+    side = max((fr.pm_digits(v, percent=unit in ("%", "pt")) for v in (a, b) if np.isfinite(v).all()), default=None)
+    digits = max(_digits(yardstick, unit), _digits(difference, unit), side or 0)
     gap = "" if not math.isfinite(difference) else (
         f" ; écart {_gap(difference, unit, digits)} (seuil {_gap(yardstick, unit, digits, sign=False)})"
         if math.isfinite(yardstick) else " ; dispersion non mesurable")
-    return difference, yardstick, f"{_show(a, unit)} contre {_show(b, unit)}{gap}"
+    return difference, yardstick, f"{_show(a, unit, side)} contre {_show(b, unit, side)}{gap}"
 
 
 def greater(a, b, *, unit: str = "", margin: float = 0.0, lower_is_better: bool = False) -> Verdict:

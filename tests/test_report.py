@@ -63,8 +63,10 @@ def test_each_claim_follows_the_rule(verdict, status):
 
 def test_a_gap_is_written_as_finely_as_the_two_values_it_separates():
     evidence = report.less([0.79, 0.80, 0.81], [0.884, 0.888, 0.892], unit="%").evidence
-    assert evidence.startswith(f"80{NB}±{NB}1{NN}% contre 88,8{NB}±{NB}0,4{NN}%")
+    assert evidence.startswith(f"80,0{NB}±{NB}1,0{NN}% contre 88,8{NB}±{NB}0,4{NN}%")
     assert f"écart {MINUS}8,8{NB}pt" in evidence  # not "−9 pt" beside 80 and 88,8
+    evidence = report.less([0.9681, 0.9683, 0.9696], [0.9769, 0.9762, 0.9776], unit="%").evidence
+    assert evidence.startswith(f"96,87{NB}±{NB}0,08{NN}% contre 97,69{NB}±{NB}0,07{NN}%")
 
 
 # -- guarded sentences, tables --------------------------------------------------------------
