@@ -146,11 +146,14 @@ def _gap(value: float, unit: str, digits: int, sign: bool = True) -> str:
     return text + (f"{fr.NBSP}{fr.markdown(unit)}" if unit else "")
 
 
-def _threshold_text(threshold: float, unit: str) -> str:
-    """A threshold as the expectation wrote it: ``95 %``, ``97,5 %``, ``3 pt``, ``0,6``, ``75 époques``."""
+def _threshold_text(threshold: float, unit: str, digits: int | None = None) -> str:
+    """A threshold as the expectation wrote it: ``95 %``, ``97,5 %``, ``3 pt``, ``0,6``, ``75 époques``
+    (with ``digits`` decimals when the values beside it have a fixed number: ``0,70``)."""
+    scaled = 100 * threshold if unit in ("%", "pt") else threshold
+    text = fr.rate(scaled) if digits is None else fr.num(scaled, digits)
     if unit in ("%", "pt"):
-        return fr.rate(100 * threshold) + (f"{fr.NNBSP}%" if unit == "%" else f"{fr.NBSP}pt")
-    return fr.rate(threshold) + (f"{fr.NBSP}{fr.markdown(unit)}" if unit else "")
+        return text + (f"{fr.NNBSP}%" if unit == "%" else f"{fr.NBSP}pt")
+    return text + (f"{fr.NBSP}{fr.markdown(unit)}" if unit else "")
 
 
 @dataclass(frozen=True)
@@ -169,57 +172,64 @@ class Verdict:
         return LABELS[self.status]
 
 
-def _measure(a, b, unit: str, margin: float, lower_is_better: bool):
-    """(a − b, yardstick, evidence) for two sides' per-seed values."""
+def _measure(a, b, unit: str, margin: float, lower_is_better: bool, digits: int | None):
+    """(a − b, yardstick, evidence) for two sides' per-seed values; ``digits``: the decimals
+    of the values shown and of the gap, when the chapter writes them so (default: the spread's)."""
     a, b = _values(a, lower_is_better), _values(b, lower_is_better)
     difference = a.mean() - b.mean() if np.isfinite(a).all() or np.isfinite(b).all() else math.nan
     yardstick = _yardstick([_spread(a), _spread(b)], margin)
     # Both sides with the same decimals, and the gap with at least as many: the reader can
     # subtract the two numbers shown and find the gap written.
-    side = max((fr.pm_digits(v, percent=unit in ("%", "pt")) for v in (a, b) if np.isfinite(v).all()), default=None)
-    digits = max(_digits(yardstick, unit), _digits(difference, unit), side or 0)
+    side = digits if digits is not None else max(
+        (fr.pm_digits(v, percent=unit in ("%", "pt")) for v in (a, b) if np.isfinite(v).all()), default=None)
+    digits = digits if digits is not None else max(_digits(yardstick, unit), _digits(difference, unit), side or 0)
     gap = "" if not math.isfinite(difference) else (
         f" ; écart {_gap(difference, unit, digits)} (seuil {_gap(yardstick, unit, digits, sign=False)})"
         if math.isfinite(yardstick) else " ; dispersion non mesurable")
     return difference, yardstick, f"{_show(a, unit, side)} contre {_show(b, unit, side)}{gap}"
 
 
-def greater(a, b, *, unit: str = "", margin: float = 0.0, lower_is_better: bool = False) -> Verdict:
+def greater(a, b, *, unit: str = "", margin: float = 0.0, lower_is_better: bool = False,
+            digits: int | None = None) -> Verdict:
     """``a`` larger than ``b`` by more than the yardstick (per-seed values on each side)."""
-    difference, yardstick, evidence = _measure(a, b, unit, margin, lower_is_better)
+    difference, yardstick, evidence = _measure(a, b, unit, margin, lower_is_better, digits)
     return Verdict(_status(difference, yardstick), evidence)
 
 
-def less(a, b, *, unit: str = "", margin: float = 0.0, lower_is_better: bool = False) -> Verdict:
+def less(a, b, *, unit: str = "", margin: float = 0.0, lower_is_better: bool = False,
+         digits: int | None = None) -> Verdict:
     """``a`` smaller than ``b`` by more than the yardstick."""
-    difference, yardstick, evidence = _measure(a, b, unit, margin, lower_is_better)
+    difference, yardstick, evidence = _measure(a, b, unit, margin, lower_is_better, digits)
     return Verdict(_status(-difference, yardstick), evidence)
 
 
-def about(a, b, *, unit: str = "", margin: float = 0.0, lower_is_better: bool = False) -> Verdict:
+def about(a, b, *, unit: str = "", margin: float = 0.0, lower_is_better: bool = False,
+          digits: int | None = None) -> Verdict:
     """``a`` and ``b`` indistinguishable: their difference stays within the yardstick."""
-    difference, yardstick, evidence = _measure(a, b, unit, margin, lower_is_better)
+    difference, yardstick, evidence = _measure(a, b, unit, margin, lower_is_better, digits)
     if math.isinf(difference) or (math.isfinite(yardstick) and abs(difference) > yardstick):
         return Verdict("refuted", evidence)
     return Verdict("confirmed" if math.isfinite(yardstick) and math.isfinite(difference) else "inconclusive",
                    evidence)
 
 
-def _threshold(values, threshold: float, sign: int, unit: str, lower_is_better: bool) -> Verdict:
+def _threshold(values, threshold: float, sign: int, unit: str, lower_is_better: bool, digits) -> Verdict:
     array = _values(values, lower_is_better)
     mean = array.mean() if np.isfinite(array).all() else (-np.inf if not lower_is_better else np.inf)
     status = _status(sign * (mean - threshold), _spread(array) if array.size > 1 else 0.0)
-    return Verdict(status, f"{_show(array, unit)} ; seuil {_threshold_text(threshold, unit)}")
+    return Verdict(status, f"{_show(array, unit, digits)} ; seuil {_threshold_text(threshold, unit, digits)}")
 
 
-def above(values, threshold: float, *, unit: str = "", lower_is_better: bool = False) -> Verdict:
+def above(values, threshold: float, *, unit: str = "", lower_is_better: bool = False,
+          digits: int | None = None) -> Verdict:
     """Mean − spread above ``threshold`` (confirmed), mean + spread below it (refuted)."""
-    return _threshold(values, threshold, +1, unit, lower_is_better)
+    return _threshold(values, threshold, +1, unit, lower_is_better, digits)
 
 
-def below(values, threshold: float, *, unit: str = "", lower_is_better: bool = False) -> Verdict:
+def below(values, threshold: float, *, unit: str = "", lower_is_better: bool = False,
+          digits: int | None = None) -> Verdict:
     """Mean + spread below ``threshold`` (confirmed), mean − spread above it (refuted)."""
-    return _threshold(values, threshold, -1, unit, lower_is_better)
+    return _threshold(values, threshold, -1, unit, lower_is_better, digits)
 
 
 class Verdicts(dict):

@@ -69,6 +69,12 @@ def test_a_gap_is_written_as_finely_as_the_two_values_it_separates():
     assert evidence.startswith(f"96,87{NB}±{NB}0,08{NN}% contre 97,69{NB}±{NB}0,07{NN}%")
 
 
+def test_a_chapter_can_fix_the_decimals_of_a_verdict_as_its_tables_write_them():
+    evidence = report.less([73.27], [52.1, 52.9, 51.8], unit="k$", digits=1).evidence
+    assert evidence == f"73,3{NB}k\\$ contre 52,3{NB}±{NB}0,6{NB}k\\$ ; écart +21,0{NB}k\\$ (seuil 0,8{NB}k\\$)"
+    assert report.below([0.59], 0.7, digits=2).evidence == "0,59 ; seuil 0,70"
+
+
 # -- guarded sentences, tables --------------------------------------------------------------
 @pytest.fixture
 def chapter(tmp_path, monkeypatch):
