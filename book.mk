@@ -80,7 +80,7 @@ check: $(VENV)/.installed-test
 publish: book
 	$(QUARTO_BIN) publish gh-pages --no-render --no-prompt
 
-# tools/rebuild.py (another module's owner) retrains into a fresh store and compares.
+# tools/rebuild.py retrains into build/rebuild/store and compares; a stopped rebuild resumes
+# (delete build/rebuild for a clean one).
 rebuild: $(VENV)/.installed-test
-	rm -rf $(REBUILD_DIR)
 	$(PY) tools/rebuild.py --out $(REBUILD_DIR)

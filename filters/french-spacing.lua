@@ -21,12 +21,12 @@ end
 function Inlines(inlines)
   for i = 1, #inlines - 1 do
     local here, next = inlines[i], inlines[i + 1]
-    if here.t == "Space" and next.t == "Str" then
+    if (here.t == "Space" or here.t == "SoftBreak") and next.t == "Str" then
       local space = starts_with_high_punctuation(next.text)
       if space then
         inlines[i] = pandoc.Str(space)
       end
-    elseif here.t == "Str" and here.text:sub(-2) == "«" and next.t == "Space" then
+    elseif here.t == "Str" and here.text:sub(-2) == "«" and (next.t == "Space" or next.t == "SoftBreak") then
       inlines[i + 1] = pandoc.Str(NBSP)
     end
   end

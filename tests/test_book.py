@@ -265,11 +265,11 @@ def test_print_code_is_applied_to_the_typst_format_only():
 def test_french_spacing_makes_the_spaces_of_high_punctuation_unbreakable(to):
     import pypandoc
 
-    text = "Exactitude : 97 % ; vraiment ? Oui ! Le « petit hasard » reste `a : b` et $x : y$."
+    text = "Exactitude : 97 % ; vraiment ? Oui ! Le « petit hasard » reste `a : b` et $x : y$.\nLigne coupée\n: encore"
     out = pypandoc.convert_text(text, to, format="markdown", extra_args=[f"--lua-filter={pdfproxy.SPACING_FILTER}"])
     nbsp, semicolon = ("~", "\\;") if to == "typst" else ("\u00a0", ";")  # Typst writes U+00A0 as ~
     for joined in [f"Exactitude{nbsp}:", f"%\u202f{semicolon}", "vraiment\u202f?", "Oui\u202f!", f"«{nbsp}petit",
-                   f"hasard{nbsp}»"]:
+                   f"hasard{nbsp}»", f"coupée{nbsp}:"]:  # a source line wrapped before ":" too
         assert joined in out, joined
     assert "a : b" in out and ("x : y" in out or to == "html")  # code and math untouched
     assert str(pdfproxy.SPACING_FILTER.relative_to(ROOT)) in quarto.config(ROOT)["format"][to]["filters"]
@@ -334,6 +334,17 @@ def test_the_scratch_copy_leaves_out_outputs_freeze_and_data(tmp_path):
     assert not any((copy / name).exists() for name in ("_freeze", "data", "_book", "_notebooks"))
     with pytest.raises(ValueError, match="must be outside"):
         scratch.copy_project(root / "chapters" / "copy", root)
+    assert scratch.copy_project(tmp_path / "copy", root) == copy  # an earlier copy is replaced
+
+
+def test_the_scratch_copy_never_replaces_a_folder_it_did_not_make(tmp_path):
+    root = fixture_book(tmp_path)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    for destination in (tmp_path, tmp_path / "notes"):  # the checkout's parent, a user's folder
+        with pytest.raises(ValueError, match="not a scratch copy"):
+            scratch.copy_project(destination, root)
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine" and (root / "_quarto.yml").is_file()
 
 
 def test_the_workflows_are_valid_github_workflows():
