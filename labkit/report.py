@@ -36,13 +36,7 @@ from IPython.display import Markdown, display
 from labkit import fr, settings
 
 __all__ = ["Verdict", "Verdicts", "greater", "less", "above", "below", "about", "guard",
-           "SentenceNotSupported", "sentence", "table", "source", "RULE"]
-
-RULE = ("Dispersion : écart type entre graines (n − 1). Une attente est confirmée quand l'écart va dans "
-        "le sens annoncé et dépasse la dispersion (√(s₁² + s₂²) pour deux configurations, ou la marge "
-        "déclarée si elle est plus grande), réfutée quand il la dépasse dans l'autre sens, non concluante "
-        "sinon ; un seuil est franchi quand moyenne ± dispersion est entièrement au-delà ; une "
-        "configuration qui diverge, même pour une graine, compte comme la pire.")
+           "SentenceNotSupported", "sentence", "table", "source"]
 LABELS = {"confirmed": "confirmée", "refuted": "réfutée", "inconclusive": "non concluante"}
 
 
@@ -50,10 +44,12 @@ LABELS = {"confirmed": "confirmée", "refuted": "réfutée", "inconclusive": "no
 def sentence(kind: str, id: str, folder: Path | str | None = None) -> tuple[str, Path] | None:
     """The Markdown of the span ``[...]{kind="id"}`` and the ``.qmd`` holding it, or ``None``.
 
-    Quarto executes a chapter in its folder; ids are unique across the book.
+    Quarto executes a chapter in its folder; a notebook exported from it (``_notebooks/``)
+    runs elsewhere, so the book's ``chapters/`` are searched too.  Ids are unique book-wide.
     """
     marker = f']{{{kind}="{id}"}}'
-    for path in sorted(Path(folder or Path.cwd()).glob("*.qmd")):
+    folders = [Path(folder or Path.cwd()), settings.project_root() / "chapters"]
+    for path in (path for folder in folders for path in sorted(folder.glob("*.qmd"))):
         text = path.read_text(encoding="utf-8")
         end = text.find(marker)
         if end < 0:
@@ -89,11 +85,15 @@ def guard(id: str, holds) -> None:
 
 
 # -- claims -------------------------------------------------------------------------------
-def _values(values, lower_is_better: bool) -> np.ndarray:
-    """Per-seed values with a diverged run (NaN) replaced by the worst possible value."""
+def _values(values, lower_is_better: bool | None) -> np.ndarray:
+    """Per-seed values with a diverged run (NaN) replaced by the worst possible value, which
+    needs the measure's direction: a NaN with none given is refused rather than guessed."""
     array = np.asarray(values, dtype=float).ravel()
     if array.size == 0:
         raise ValueError("a claim needs at least one value per side: check the selection")
+    if np.isnan(array).any() and lower_is_better is None:
+        raise ValueError("a diverged run (NaN) is among the values, and it counts as the worst: say which "
+                         "is worse with lower_is_better=True (a loss, an error) or False (an accuracy)")
     return np.where(np.isnan(array), np.inf if lower_is_better else -np.inf, array)
 
 
@@ -189,21 +189,21 @@ def _measure(a, b, unit: str, margin: float, lower_is_better: bool, digits: int 
     return difference, yardstick, f"{_show(a, unit, side)} contre {_show(b, unit, side)}{gap}"
 
 
-def greater(a, b, *, unit: str = "", margin: float = 0.0, lower_is_better: bool = False,
+def greater(a, b, *, unit: str = "", margin: float = 0.0, lower_is_better: bool | None = None,
             digits: int | None = None) -> Verdict:
     """``a`` larger than ``b`` by more than the yardstick (per-seed values on each side)."""
     difference, yardstick, evidence = _measure(a, b, unit, margin, lower_is_better, digits)
     return Verdict(_status(difference, yardstick), evidence)
 
 
-def less(a, b, *, unit: str = "", margin: float = 0.0, lower_is_better: bool = False,
+def less(a, b, *, unit: str = "", margin: float = 0.0, lower_is_better: bool | None = None,
          digits: int | None = None) -> Verdict:
     """``a`` smaller than ``b`` by more than the yardstick."""
     difference, yardstick, evidence = _measure(a, b, unit, margin, lower_is_better, digits)
     return Verdict(_status(-difference, yardstick), evidence)
 
 
-def about(a, b, *, unit: str = "", margin: float = 0.0, lower_is_better: bool = False,
+def about(a, b, *, unit: str = "", margin: float = 0.0, lower_is_better: bool | None = None,
           digits: int | None = None) -> Verdict:
     """``a`` and ``b`` indistinguishable: their difference stays within the yardstick."""
     difference, yardstick, evidence = _measure(a, b, unit, margin, lower_is_better, digits)
@@ -215,18 +215,18 @@ def about(a, b, *, unit: str = "", margin: float = 0.0, lower_is_better: bool = 
 
 def _threshold(values, threshold: float, sign: int, unit: str, lower_is_better: bool, digits) -> Verdict:
     array = _values(values, lower_is_better)
-    mean = array.mean() if np.isfinite(array).all() else (-np.inf if not lower_is_better else np.inf)
+    mean = array.mean()  # ±inf when a run diverged: the worst side of the threshold
     status = _status(sign * (mean - threshold), _spread(array) if array.size > 1 else 0.0)
     return Verdict(status, f"{_show(array, unit, digits)} ; seuil {_threshold_text(threshold, unit, digits)}")
 
 
-def above(values, threshold: float, *, unit: str = "", lower_is_better: bool = False,
+def above(values, threshold: float, *, unit: str = "", lower_is_better: bool | None = None,
           digits: int | None = None) -> Verdict:
     """Mean − spread above ``threshold`` (confirmed), mean + spread below it (refuted)."""
     return _threshold(values, threshold, +1, unit, lower_is_better, digits)
 
 
-def below(values, threshold: float, *, unit: str = "", lower_is_better: bool = False,
+def below(values, threshold: float, *, unit: str = "", lower_is_better: bool | None = None,
           digits: int | None = None) -> Verdict:
     """Mean + spread below ``threshold`` (confirmed), mean − spread above it (refuted)."""
     return _threshold(values, threshold, -1, unit, lower_is_better, digits)
@@ -269,7 +269,7 @@ def table(frame: pd.DataFrame) -> Markdown:
     of the line in proportion to its mean length, so that a short column ("confirmée")
     is never squeezed into hyphenated pieces by a long one.
     """
-    cells = frame.astype(str).map(fr.markdown)
+    cells = frame.astype(str).map(fr.markdown).map(lambda cell: re.sub(r"(?<!\\)\|", r"\\|", cell))
     text = cells.to_markdown(index=False, tablefmt="pipe", disable_numparse=True)
     lengths = [[len(name), *cells[name].str.len()] for name in cells.columns]
     words = [max(len(word) for value in [name, *cells[name]] for word in re.split(r"[ \t\n]+", value))

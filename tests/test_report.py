@@ -55,10 +55,17 @@ HIGH, LOW = [0.980, 0.981, 0.979], [0.950, 0.951, 0.949]
     (report.above(HIGH, 0.975, unit="%"), "confirmed"),
     (report.below(HIGH, 0.975, unit="%"), "refuted"),
     (report.below([0.974, 0.976, 0.975], 0.975, unit="%"), "inconclusive"),
-    (report.greater([math.nan, 0.99, 0.99], LOW, unit="%"), "refuted"),  # a diverged seed is the worst
+    (report.greater([math.nan, 0.99, 0.99], LOW, unit="%", lower_is_better=False), "refuted"),  # the worst
+    (report.less([math.nan, 0.1, 0.1], [0.5, 0.51, 0.49], lower_is_better=True), "refuted"),  # a loss too
+    (report.below([math.nan, 0.1, 0.1], 0.3, lower_is_better=True), "refuted"),
 ])
 def test_each_claim_follows_the_rule(verdict, status):
     assert verdict.status == status
+
+
+def test_a_diverged_run_needs_the_direction_of_the_measure():
+    with pytest.raises(ValueError, match="lower_is_better=True"):
+        report.less([math.nan, 0.1, 0.1], [0.5, 0.51, 0.49])
 
 
 def test_a_gap_is_written_as_finely_as_the_two_values_it_separates():
@@ -100,6 +107,16 @@ def test_the_quick_profile_shows_a_draft_warning_instead(chapter, monkeypatch):
     assert "Brouillon" in shown[0].data and "Toutes les graines" in shown[0].data
 
 
+def test_a_notebook_run_outside_the_book_finds_its_sentences_in_the_books_chapters(chapter, tmp_path,
+                                                                                    monkeypatch):
+    (tmp_path / "chapters").mkdir()
+    (chapter / "chapter.qmd").rename(tmp_path / "chapters" / "chapter.qmd")
+    (tmp_path / "_notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "_notebooks")
+    monkeypatch.setenv("LABKIT_PROJECT_ROOT", str(tmp_path))
+    assert report.sentence("expect", "t-loss") == ("La perte baisse.", tmp_path / "chapters" / "chapter.qmd")
+
+
 def test_the_verdict_table_reads_each_expectation_from_the_chapter(chapter):
     verdicts = report.Verdicts({"t-loss": report.below([0.1, 0.2], 1.0)})
     text = verdicts.table().data
@@ -108,8 +125,8 @@ def test_the_verdict_table_reads_each_expectation_from_the_chapter(chapter):
         report.Verdicts({"t-missing": report.below([0.1], 1.0)}).table()
 
 
-def test_a_table_escapes_dollars_and_right_aligns_numbers():
-    text = report.table(pd.DataFrame({"Modèle": ["boosting"], "RMSE": [f"45,0{NB}k$"]})).data
-    assert "k\\$" in text
+def test_a_table_escapes_dollars_and_bars_and_right_aligns_numbers():
+    text = report.table(pd.DataFrame({"Modèle": ["boosting | réglé"], "RMSE": [f"45,0{NB}k$"]})).data
+    assert "k\\$" in text and "boosting \\| réglé" in text
     separator = text.splitlines()[1]
     assert separator.startswith("|:") and separator.endswith(":|")
