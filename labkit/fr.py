@@ -17,7 +17,7 @@ import re
 import numpy as np
 from babel.numbers import format_decimal
 
-__all__ = ["Text", "markdown", "num", "pct", "pm", "pt", "rate", "seconds", "NBSP", "NNBSP", "MINUS"]
+__all__ = ["Text", "markdown", "num", "pct", "pm", "pt", "rate", "exact", "power_of_ten", "seconds", "NBSP", "NNBSP", "MINUS"]
 
 NBSP, NNBSP, MINUS = "\u00a0", "\u202f", "\u2212"
 MISSING = "—"
@@ -74,18 +74,31 @@ def pt(x, digits: int = 1, sign: bool = True) -> Text:
     return Text(MISSING if value is None else _decimal(100 * value, digits, sign) + NBSP + "pt")
 
 
+def exact(value: float) -> str:
+    """A value with the decimals it has (six significant digits at most): ``0,003``, ``1 200``."""
+    text = np.format_float_positional(float(f"{value:.6g}"), trim="-")
+    return _decimal(value, len(text.split(".")[1]) if "." in text else 0)
+
+
+_SUPERSCRIPT = str.maketrans(f"-{MINUS}0123456789", "⁻⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def power_of_ten(value: float) -> str:
+    """``10⁻⁵``, ``2,5·10⁻⁵``, ``−3·10⁻⁵``: a value as a power of ten, its mantissa exact."""
+    mantissa, exponent = f"{value:.6e}".split("e")
+    mantissa = exact(float(mantissa))
+    if not int(exponent):
+        return mantissa
+    power = "10" + str(int(exponent)).translate(_SUPERSCRIPT)
+    return power if mantissa == "1" else f"{mantissa}·{power}".replace(f"{MINUS}1·", MINUS)
+
+
 def rate(x) -> Text:
-    """A hyper-parameter as written in the prose: ``0,001``, ``1``, ``3·10⁻⁴`` for tiny values."""
+    """A hyper-parameter as written in the prose: ``0,001``, ``1``, ``2,5·10⁻⁵`` for tiny values."""
     value = _finite(x)
     if value is None:
         return Text(MISSING)
-    if value != 0 and abs(value) < 1e-4:
-        mantissa, exponent = f"{value:.0e}".split("e")
-        power = str(int(exponent)).replace("-", MINUS).translate(str.maketrans(f"0123456789{MINUS}", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻"))
-        return Text(("" if mantissa == "1" else f"{mantissa}·") + "10" + power)
-    text = format(value, "g")
-    digits = len(text.split(".")[1]) if "." in text and "e" not in text else 0
-    return Text(_decimal(value, digits))
+    return Text(power_of_ten(value) if value and abs(value) < 1e-4 else exact(value))
 
 
 def _digits_for(spread: float | None, scale: float) -> int:

@@ -28,16 +28,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import glyphs  # noqa: E402
 import qmd  # noqa: E402
 import quarto  # noqa: E402
+from labkit.charts._parts import WEBSITE_ONLY  # noqa: E402
 
 ROOT = quarto.ROOT
-#: Prefixes of Quarto cross-reference identifiers; any other ``@key`` is a citation.
-XREF = ("fig", "tbl", "sec", "eq")
-_REFERENCE = re.compile(r"(?<![\w@])@((?:fig|tbl|sec|eq)-[\w-]*\w)")
+#: A cross-reference as Quarto finds it in prose (the PDF proxy rewrites the same ones).
+REFERENCE = re.compile(r"(?<![\w@])@((?:fig|tbl|sec|eq)-[\w-]*\w)")
 _CITATION = re.compile(r"(?<![\w@\\])@(?!(?:fig|tbl|sec|eq|lst|thm)-)([A-Za-z][\w:.#$%&+?<>~/-]*\w)")
 _ID = re.compile(r"\{#((?:fig|tbl|sec|eq)-[\w-]*\w)[\s}]")
 _BIB_KEY = re.compile(r"^\s*@\w+\s*\{\s*([^,\s]+)\s*,", re.MULTILINE)
-#: Words that only make sense with a mouse on the website (French, any inflection).
-WEB_ONLY = re.compile(r"(?i)\b(survol\w*|molette|cliqu\w*|clic|zoom\w*|souris)\b")
+#: Words that only make sense with a mouse on the website (French, any inflection): the
+#: stems labkit's charts refuse in their titles, as whole words here.
+WEB_ONLY = re.compile(r"(?i)\b((?:" + "|".join(WEBSITE_ONLY) + r")\w*)\b")
 #: Characters Pandoc and Typst put in the PDF from ASCII prose (smart quotes, dashes, ellipsis,
 #: French quotes and spaces): asked of the fonts even when the sources never type them.
 TYPOGRAPHY = "’‘“”–—…«»\u00a0\u202f"
@@ -119,7 +120,7 @@ def check_references(chapters: list[qmd.Chapter], root: Path = ROOT) -> list[Pro
         for number, text in _referring_text(chapter):
             problems += [Problem(chapter.path, number, f"@{name} refers to nothing: no label or {{#{name}}} "
                                                        "in the book")
-                         for name in _REFERENCE.findall(text) if name not in targets]
+                         for name in REFERENCE.findall(text) if name not in targets]
             problems += [Problem(chapter.path, number, f"@{key} is neither a cross-reference (fig-, tbl-, sec-, "
                                                        "eq-) nor a key of the bibliography")
                          for key in _CITATION.findall(text) if key not in keys]
@@ -354,6 +355,14 @@ def main(argv=None) -> int:
     parser.add_argument("--metrics", action="store_true", help="readability metrics per chapter (issue 21)")
     parser.add_argument("--root", type=Path, default=ROOT, help="the book's folder (with _quarto.yml)")
     args = parser.parse_args(argv)
+    try:
+        return _report(args)
+    except (OSError, ValueError) as error:  # a file _quarto.yml lists is missing, a cell's #| is not YAML
+        print(f"bookcheck: {error}", file=sys.stderr)
+        return 2
+
+
+def _report(args) -> int:
     if args.metrics:
         chapters = [c for c in book(args.root) if c.path.parent.name == "chapters"]
         rows = {c.path.name: metrics(c) for c in chapters}

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import glyphs  # noqa: E402
 import qmd  # noqa: E402
 import quarto  # noqa: E402
-from bookcheck import WEB_ONLY, Problem  # noqa: E402
+from bookcheck import CODE_WIDTH, WEB_ONLY, Problem  # noqa: E402
 
 #: Chart legibility in print.  The PDF's text column is labkit.charts.MAX_WIDTH = 640 CSS px
 #: wide (A4, 10 pt, Quarto's Typst margins).  A chart's CSS width is the width its output's
@@ -151,8 +151,10 @@ def check_executed(done: quarto.Executed, *, max_width: int | None = None, scale
         for output in outputs:
             data = output.get("data", {})
             printed.append((where, _printed_output(output)))
-            problems += _wide_code(where, str(data.get("text/markdown", "")))
-            problems += _wide_text(where, printed_text(output) or "")
+            problems += _wide_lines(where, _fenced_lines(str(data.get("text/markdown", ""))),
+                                    "code line of this output")
+            problems += _wide_lines(where, (printed_text(output) or "").splitlines(),
+                                    "line printed by this output")
             if not _is_chart(data):
                 continue
             missing = [m for m in ("text/html", "image/png") if m not in data]
@@ -170,10 +172,14 @@ def check_executed(done: quarto.Executed, *, max_width: int | None = None, scale
                 if small:
                     problems.append(Problem(*where, f"chart font sizes {small} px under {MIN_FONT_PX} px"))
                 chart_text += [(where, text) for text in chart_texts(spec)]
+    first_use = {}  # expression → line of its first use in the prose
+    for line in qmd.read(done.path).prose:
+        for match in qmd.INLINE.finditer(line.text):
+            first_use.setdefault(match.group(1).strip(), line.number)
     for expression, value in done.inline.items():
-        printed.append(((done.path, _inline_line(done.path, expression)), value))
+        printed.append(((done.path, first_use.get(expression, 1)), value))
         if re.search(r"\\+[ux][0-9a-fA-F]{2}", value):
-            problems.append(Problem(done.path, _inline_line(done.path, expression),
+            problems.append(Problem(done.path, first_use.get(expression, 1),
                                     f"inline `{{python}} {expression}` shows a repr escape: {value!r}; "
                                     "return a str (labkit.fr) rather than a repr"))
     problems += _character_problems(printed, glyphs.pdf_missing, "the PDF fonts")
@@ -185,30 +191,17 @@ def check_executed(done: quarto.Executed, *, max_width: int | None = None, scale
     return problems
 
 
-def _wide_code(where, markdown: str) -> list[Problem]:
-    """Lines of the fenced code blocks of a Markdown output that wrap in the PDF."""
-    import bookcheck
+def _wide_lines(where, lines, what: str) -> list[Problem]:
+    """Lines printed in a code block of the PDF that wrap (``what``: whose lines they are)."""
+    return [Problem(*where, f"a {what} has {len(line)} characters and wraps in the PDF "
+                            f"(at most {CODE_WIDTH}): {line.strip()[:40]}…")
+            for line in lines if len(line) > CODE_WIDTH]
 
+
+def _fenced_lines(markdown: str) -> list[str]:
+    """The lines of a Markdown output's fenced code blocks (a function's source shown)."""
     blocks = re.findall(r"^```[^\n]*\n(.*?)^```", markdown, re.MULTILINE | re.DOTALL)
-    return [Problem(*where, f"a code line of this output has {len(line)} characters and wraps in the PDF "
-                            f"(at most {bookcheck.CODE_WIDTH}): {line.strip()[:40]}…")
-            for block in blocks for line in block.splitlines() if len(line) > bookcheck.CODE_WIDTH]
-
-
-def _wide_text(where, text: str) -> list[Problem]:
-    """Lines of a printed text output (a code block in the PDF) that wrap or run off."""
-    import bookcheck
-
-    return [Problem(*where, f"a line printed by this output has {len(line)} characters and wraps in the PDF "
-                            f"(at most {bookcheck.CODE_WIDTH}): {line.strip()[:40]}…")
-            for line in text.splitlines() if len(line) > bookcheck.CODE_WIDTH]
-
-
-def _inline_line(path: Path, expression: str) -> int:
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if expression in line:
-            return number
-    return 1
+    return [line for block in blocks for line in block.splitlines()]
 
 
 def _character_problems(texts, missing_of, fonts: str) -> list[Problem]:

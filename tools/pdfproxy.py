@@ -41,6 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bookcheck  # noqa: E402
 import outputcheck  # noqa: E402
 import qmd  # noqa: E402
 import quarto  # noqa: E402
@@ -54,7 +55,6 @@ PLACEHOLDER = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAQAAAADCAIAAAA7ljmRAAAA
 _EQUATION_ID = re.compile(r"(\$\$)\s*\{#(eq-[\w-]+)\}")
 #: Pandoc would write ``@fig-x`` as a citation; Quarto resolves it as a cross-reference,
 #: which in Typst is a reference to the label: written as raw Typst.
-_XREF = re.compile(r"(?<![\w@])@((?:fig|tbl|sec|eq)-[\w-]*\w)")
 #: Typst numbers equations only when asked: a reference to an unnumbered one is an error.
 _HEADER = '#set math.equation(numbering: "(1)")'
 
@@ -121,7 +121,7 @@ def markdown(path: Path, executed=None, images: dict[str, bytes] | None = None) 
     for kind, item in chapter.order:
         if kind == "prose" and not item.web_only:
             text = qmd.INLINE.sub(lambda m: values.get(m.group(1).strip(), "0"), item.text)
-            text = _XREF.sub(r"`@\1`{=typst}", _EQUATION_ID.sub(r"\1 `<\2>`{=typst}", text))
+            text = bookcheck.REFERENCE.sub(r"`@\1`{=typst}", _EQUATION_ID.sub(r"\1 `<\2>`{=typst}", text))
             lines.append(text)
         elif kind == "cell":
             cell, cell_outputs = next(cells)
@@ -183,12 +183,13 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="write the proxy PDF here")
     parser.add_argument("--executed", action="store_true", help="execute the chapters to print their outputs")
     args = parser.parse_args(argv)
-    executed = {path.resolve(): quarto.execute(path, to="typst") for path in quarto.chapters(args.root)} \
-        if args.executed else None
     try:
+        # From the store only: a proxy never trains (a missing run stops it, named).
+        executed = {path.resolve(): quarto.execute(path, to="typst", env={"LABKIT_REQUIRE_CACHED": "1"})
+                    for path in quarto.chapters(args.root)} if args.executed else None
         pdf = compile_pdf(args.root, executed=executed)
-    except ProxyError as error:
-        print(error, file=sys.stderr)
+    except (ProxyError, quarto.ChapterError, OSError, ValueError) as error:
+        print(f"pdfproxy: {error}", file=sys.stderr)
         return 1
     if args.out:
         args.out.write_bytes(pdf)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -94,10 +93,6 @@ class Chapter:
     shown: list[tuple[int, str, list[Line], bool]] = field(default_factory=list)
     #: everything in file order: ("prose", Line), ("cell", Cell), ("shown", block)
     order: list[tuple[str, object]] = field(default_factory=list)
-
-    @cached_property
-    def text(self) -> str:
-        return self.path.read_text(encoding="utf-8")
 
 
 def options(lines: list[str], where: str) -> dict:

@@ -220,11 +220,13 @@ def main(argv=None) -> int:
     parser.add_argument("--all", action="store_true", help="every file of the book")
     parser.add_argument("--profile", default=os.environ.get("QUARTO_PROFILE", ""))
     args = parser.parse_args(argv)
+    if not args.all and not args.chapters:
+        parser.error("name the chapters to execute (chapters/01-hyperparametres.qmd …) or give --all")
     paths = chapters(ROOT, args.profile) if args.all else args.chapters
     for path in paths:
         try:
             done = execute(path, profile=args.profile)
-        except ChapterError as error:
+        except (ChapterError, OSError, ValueError) as error:
             print(error, file=sys.stderr)
             return 1
         print(f"{path}: executed in {done.seconds:.1f} s, {len(done.inline)} inline values")

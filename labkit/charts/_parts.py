@@ -19,8 +19,9 @@ PLOT_WIDTH = MAX_WIDTH - 100
 PLOT_HEIGHT = 280
 #: Most rows a chart embeds in its page.
 MAX_ROWS = 5000
-#: Words that only make sense with a pointer; the PDF prints titles and legends.
-WEBSITE_ONLY = ("survol", "molette", "cliqu", "zoom")
+#: Words (stems) that only make sense with a pointer; the PDF prints titles and legends.
+#: The book's checks (tools/bookcheck.py) read the same list for the prose.
+WEBSITE_ONLY = ("survol", "molette", "cliqu", "zoom", "souris")
 #: Titles of the columns labkit's frames have (tidy tables, ``Sweep.final``), French names of their values.
 TITLES = {"epoch": "Époque", "split": "Jeu", "seed": "Graine", "layer": "Couche", "layer_name": "Couche",
           "quantity": "Grandeur", "stat": "Statistique", "metric": "Mesure", "value": "Valeur",
@@ -29,7 +30,6 @@ WORDS = {"train": "entraînement", "validation": "validation", "test": "test", "
          "mean": "moyenne", "activation": "activations", "gradient": "gradients",
          "weight_gradient": "gradients des poids"}
 DASHES = [[1, 0], [6, 3], [2, 2], [8, 3, 2, 3]]
-_SUPERSCRIPT = str.maketrans(f"-{fr.MINUS}0123456789", "⁻⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 # -- inputs --------------------------------------------------------------------------------------
@@ -78,26 +78,12 @@ def limit_rows(table: pd.DataFrame, builder: str) -> pd.DataFrame:
 
 
 # -- French labels -------------------------------------------------------------------------------
-def _decimal(value: float) -> str:
-    text = np.format_float_positional(float(f"{value:.6g}"), trim="-")  # 0.003, 1200, 1.66810
-    return fr.num(value, len(text.split(".")[1]) if "." in text else 0)
-
-
-def _power(value: float) -> str:
-    mantissa, exponent = f"{value:.6e}".split("e")
-    mantissa = _decimal(float(mantissa))
-    power = "10" + str(int(exponent)).translate(_SUPERSCRIPT) if int(exponent) else ""
-    if not power:
-        return mantissa
-    return power if mantissa == "1" else f"{mantissa}·{power}".replace(f"{fr.MINUS}1·", fr.MINUS)
-
-
 def number_labels(values) -> list[str]:
     """French labels of exact values, one format for a whole axis: ``0,001 · 0,3 · 1 · 3``, or
     powers of ten for all as soon as one value needs it: ``0 · 10⁻⁵ · 3·10⁻⁴ · 10⁻²``."""
     values = [float(v) for v in values]
     tiny = any(v and not 1e-3 <= abs(v) < 1e6 for v in values if math.isfinite(v))
-    return [fr.MISSING if not math.isfinite(v) else _power(v) if tiny and v else _decimal(v) for v in values]
+    return [fr.MISSING if not math.isfinite(v) else fr.power_of_ten(v) if tiny and v else fr.exact(v) for v in values]
 
 
 def labelled(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, list[str]]:

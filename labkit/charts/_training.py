@@ -144,32 +144,29 @@ def _diverged_in_legend(data, table, orders, by_color: bool) -> list[str]:
 
 
 # -- a measure against a setting -----------------------------------------------------------------
-def by(frame, *, x, y, color=None, dash=None, facet=None, kind="points", log_x=False, log_y=False,
-       percent=False, zero=False, connect=True, title, subtitle=None, x_title=None, y_title=None,
-       color_title=None, dash_title=None, facet_title=None):
+def by(frame, *, x, y, color=None, kind="points", log_x=False, log_y=False, percent=False, connect=True,
+       title, subtitle=None, x_title=None, y_title=None, color_title=None):
     """A measure against a setting, one row per run (``sweep.final(...)``) or per measurement.
 
     ``kind="points"``: each seed a small point and the mean a line through x; ``"line"``:
     the same with a thicker mean line; ``"bar"``: the mean as a bar from zero, the seeds as
     points.  x is categorical in data order and its ticks are the exact values in French;
     ``log_x=True`` places positive numbers on a log axis, one tick per value.  The y axis
-    is zoomed on the data unless ``zero``.  ``connect=False`` draws no line between the x
+    is zoomed on the data (bars start at zero).  ``connect=False`` draws no line between the x
     values (categories with no order: models), only each mean's tick.  A run with no value
     and ``diverged`` true is a cross at the bottom of the plot, counted in the subtitle.
     """
     builder = "by"
     if kind not in KINDS:
         raise ValueError(f"charts.by: kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    if kind == "bar" and (dash or log_y):
-        raise ValueError("charts.by: kind='bar' draws lengths from zero: drop dash= and log_y=, "
-                         "or use kind='points'")
-    check(frame, builder, x, y, color, dash, facet)
+    if kind == "bar" and log_y:
+        raise ValueError("charts.by: kind='bar' draws lengths from zero: drop log_y=, or use kind='points'")
+    check(frame, builder, x, y, color)
     if "seed" in frame:  # one row per run: a second one for a seed mixes configurations
-        refuse_mixed(frame, [c for c in (x, color, dash, facet, "seed") if c], builder,
-                     {"color": color, "dash": dash, "facet": facet}, (y,))
+        refuse_mixed(frame, [c for c in (x, color, "seed") if c], builder, {"color": color}, (y,))
     data = pd.DataFrame({"value": numbers(frame[y])}, index=frame.index)
     data["label"], x_order = labelled(frame, x)
-    orders = _roles(frame, data, color=color, dash=dash, facet=facet)
+    orders = _roles(frame, data, color=color, dash=None, facet=None)
     if "seed" in frame:
         data["seed"] = frame["seed"]
     if log_x:
@@ -185,10 +182,9 @@ def by(frame, *, x, y, color=None, dash=None, facet=None, kind="points", log_x=F
                                   means.assign(kind="mean"), data[data["lost"]].assign(kind="diverged")],
                                  ignore_index=True), builder)
 
-    titles = {"label": title_of(x, x_title), "color": title_of(color, color_title),
-              "dash": title_of(dash, dash_title)}
+    titles = {"label": title_of(x, x_title), "color": title_of(color, color_title)}
     y_title = title_of(y, y_title)
-    printable(builder, y_title, facet_title, *titles.values())
+    printable(builder, y_title, *titles.values())
     if log_x:
         values = sorted(data["x"].unique())
         margin = (values[-1] / values[0]) ** 0.05 if len(values) > 1 else 2.0
@@ -197,12 +193,11 @@ def by(frame, *, x, y, color=None, dash=None, facet=None, kind="points", log_x=F
     else:
         X = alt.X("label:N", title=titles["label"], sort=x_order, axis=alt.Axis(labelAngle=0),
                   scale=alt.Scale(type="band", paddingInner=0.3))
-    height = FACET_HEIGHT if facet else PLOT_HEIGHT
     channels = {"x": X, "color": color_channel(orders["color"], titles["color"], "circle") if color
                 else alt.value(OKABE_ITO[0])}
     if not log_x and data.groupby("label")["color"].nunique().max() > 1:  # colours that share an x: side by side
         channels["xOffset"] = alt.XOffset("color:N", sort=orders["color"])
-    scale_axis = y_scale_axis(data["value"], builder, log_y, percent, zero or kind == "bar")
+    scale_axis = y_scale_axis(data["value"], builder, log_y, percent, kind == "bar")
     Y = {field: alt.Y(f"{field}:Q", title=y_title, **scale_axis) for field in ("value", "mean")}
     fmt = ".1%" if percent else ".4~g"
     tips = {"mean": _tooltips(titles, y_title, fmt, True),
@@ -212,22 +207,17 @@ def by(frame, *, x, y, color=None, dash=None, facet=None, kind="points", log_x=F
                   _only("seed").mark_point(filled=True, size=22, opacity=0.8).encode(
                       y=Y["value"], tooltip=tips["seed"], **{**channels, "color": alt.value("#222")})]
     else:
-        D = dash_channel(orders["dash"], titles["dash"]) if dash else alt.Undefined
         layers = [_only("seed").mark_point(filled=True, size=30, opacity=0.55).encode(
                       y=Y["value"], tooltip=tips["seed"], **channels)]
         if connect:
             layers.append(_only("mean").mark_line(strokeWidth=3 if kind == "line" else 1.5).encode(
-                y=Y["mean"], strokeDash=D, **channels))
+                y=Y["mean"], **channels))
         if kind == "points" or not connect:
             layers.append(_only("mean").mark_tick(thickness=2, size=14).encode(
                 y=Y["mean"], tooltip=tips["mean"], **channels))
     layers.append(_only("diverged").mark_point(shape="cross", filled=True, size=110, strokeWidth=0, opacity=1)
-                  .encode(y=alt.value(height - 6), tooltip=tips["seed"], **channels))
-    chart = alt.layer(*layers, data=table)
-    if facet:
-        chart = facet_of(chart, orders["facet"], title_of(facet, facet_title), height)
-    else:
-        chart = chart.properties(width=PLOT_WIDTH, height=height)
+                  .encode(y=alt.value(PLOT_HEIGHT - 6), tooltip=tips["seed"], **channels))
+    chart = alt.layer(*layers, data=table).properties(width=PLOT_WIDTH, height=PLOT_HEIGHT)
     return finish(chart, builder, title, subtitle, _by_notes(data, means, kind, titles["label"], connect))
 
 
