@@ -21,20 +21,20 @@ import os
 SINGLE_THREAD_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
-def process_settings(environ=os.environ) -> dict[str, str]:
+def process_settings() -> dict[str, str]:
     """The variables every labkit process sets before Keras starts: the backend, XLA's
     flags and JAX's persistent compilation cache (JAX reads its settings from these
     variables when it is imported; a value the user set is kept)."""
     from labkit.settings import cache_dir
 
-    flags = environ.get("XLA_FLAGS", "")
+    flags = os.environ.get("XLA_FLAGS", "")
     if "xla_cpu_multi_thread_eigen" not in flags:
         flags = f"{flags} {SINGLE_THREAD_XLA_FLAGS}".strip()
     defaults = {"KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3",
                 "JAX_COMPILATION_CACHE_DIR": str(cache_dir("jax")),
                 "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
                 "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
-    return {**{name: environ.get(name, value) for name, value in defaults.items()}, "XLA_FLAGS": flags}
+    return {**{name: os.environ.get(name, value) for name, value in defaults.items()}, "XLA_FLAGS": flags}
 
 
 os.environ.update(process_settings())

@@ -30,10 +30,12 @@ import pandas as pd
 
 from labkit import settings
 
-__all__ = ["DATASETS", "DatasetError", "Split", "mnist", "california", "split", "split_sizes"]
+__all__ = ["DATASETS", "TARGET", "TEST_FRACTION", "DatasetError", "Split", "mnist", "mnist_source",
+           "california", "split", "split_sizes"]
 
 DATASETS = ("mnist", "california")
 TARGET = "MedHouseVal"
+TEST_FRACTION = 0.2  #: California rows held out for test by every run (its key does not record it)
 MNIST_ROWS = (60_000, 10_000)
 CALIFORNIA_ROWS = 20_640
 CALIFORNIA_CACHE_BYTES = 4 * 2**20  # scikit-learn's cache: 0.4 MB, 1.5 MB once decompressed
@@ -66,23 +68,37 @@ def _refuse(path: Path, problem: str) -> DatasetError:
         "labkit downloads it through Keras / scikit-learn.")
 
 
+def _read_only(arrays):
+    """Lock arrays shared by every caller: a change in place would leak into later calls."""
+    for array in arrays:
+        if isinstance(array, np.ndarray) and array.flags.writeable:
+            array.flags.writeable = False
+    return arrays
+
+
 # -- MNIST -------------------------------------------------------------------------------
-def _mnist_source(folder: Path):
+def mnist_source(folder: Path):
+    """Keras' MNIST, read from ``folder/mnist.npz`` (else downloaded), refused unless genuine.
+    ``labkit doctor --verify`` calls it: :func:`mnist` serves its prepared copy without the file."""
     path = folder / "mnist.npz"
-    if not path.exists():
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                parts = [arrays[name] for name in ("x_train", "y_train", "x_test", "y_test")]
+        except Exception as error:  # noqa: BLE001  (BadZipFile, EOFError, KeyError, ValueError...)
+            raise _refuse(path, f"cannot be read as Keras' mnist.npz ({type(error).__name__}: {error})") from None
+    else:
         import keras
 
         try:
-            return keras.datasets.mnist.load_data(), "Keras' download"
+            parts = [array for pair in keras.datasets.mnist.load_data() for array in pair]
         except Exception as error:  # noqa: BLE001  (any download failure means the same here)
             raise DatasetError(f"MNIST is not at {path} and could not be downloaded ({error}); copy "
                                "Keras' mnist.npz there, set LABKIT_DATA_DIR, or run once online") from None
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            parts = [arrays[name] for name in ("x_train", "y_train", "x_test", "y_test")]
-    except Exception as error:  # noqa: BLE001  (BadZipFile, EOFError, KeyError, ValueError...)
-        raise _refuse(path, f"cannot be read as Keras' mnist.npz ({type(error).__name__}: {error})") from None
-    return ((parts[0], parts[1]), (parts[2], parts[3])), path
+        path = "Keras' download"
+    if _digest(parts) != MNIST_SHA256:
+        raise _refuse(Path(path), "its arrays are not the genuine MNIST (content differs)")
+    return (parts[0], parts[1]), (parts[2], parts[3])
 
 
 def _prepare(source):
@@ -123,16 +139,9 @@ def _mnist(folder: str):
     cached = settings.cache_dir("data") / "mnist-prepared-v1"
     arrays = _read_prepared(cached)
     if arrays is None:
-        source, origin = _mnist_source(Path(folder))
-        (x_train, y_train), (x_test, y_test) = source
-        if _digest([x_train, y_train, x_test, y_test]) != MNIST_SHA256:
-            raise _refuse(Path(str(origin)), "its arrays are not the genuine MNIST (content differs)")
-        arrays = _prepare(source)
+        arrays = _prepare(mnist_source(Path(folder)))
         _write_prepared(cached, arrays)
-    for array in arrays:
-        if isinstance(array, np.ndarray) and array.flags.writeable:
-            array.flags.writeable = False
-    return tuple(arrays)
+    return tuple(_read_only(arrays))
 
 
 def mnist():
@@ -216,7 +225,7 @@ def california() -> pd.DataFrame:
 # -- splits ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Split:
-    """The arrays of one seeded train / validation / test split."""
+    """The arrays of one seeded train / validation / test split: shared, so read-only."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -225,6 +234,9 @@ class Split:
     x_test: np.ndarray
     y_test: np.ndarray
     feature_names: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        _read_only(vars(self).values())
 
     @property
     def sizes(self) -> dict:
@@ -243,14 +255,14 @@ def _check(data, validation, train_size, test) -> None:
 
 
 def split(data: str = "mnist", validation: float = 0.1, train_size: int | None = None,
-          seed: int = 0, test: float = 0.2) -> Split:
+          seed: int = 0, test: float = TEST_FRACTION) -> Split:
     """The split that Keras runs and scikit-learn baselines share, cached per process
     (and per data directory).
 
     MNIST: the official 10,000 test images; ``validation`` of the 60,000 training images
     held out, stratified by class; then an optional stratified ``train_size`` subset of
-    the rest.  California: ``test`` of the rows held out, then ``validation`` (a fraction
-    of all rows) from the remainder, then the first ``train_size`` rows.
+    the rest.  California: ``test`` of the rows held out (runs: :data:`TEST_FRACTION`), then
+    ``validation`` (a fraction of all rows) from the remainder, then the first ``train_size`` rows.
     """
     _check(data, validation, train_size, test)
     return _split(str(settings.data_dir()), data, validation, train_size, seed, test)
@@ -279,15 +291,13 @@ def _split(folder: str, data: str, validation: float, train_size: int | None, se
     return Split(x_train, y_train, x_val, y_val, x_test, y_test, tuple(features.columns))
 
 
-def split_sizes(data: str = "mnist", validation: float = 0.1, train_size: int | None = None,
-                seed: int = 0, test: float = 0.2) -> dict:
-    """``split(...).sizes`` from the published row counts, without loading anything."""
-    del seed  # every seed gives the same counts
-    _check(data, validation, train_size, test)
+def split_sizes(data: str = "mnist", validation: float = 0.1, train_size: int | None = None) -> dict:
+    """``split(...).sizes`` from the published row counts, without loading anything (any seed)."""
+    _check(data, validation, train_size, TEST_FRACTION)
     if data == "mnist":
         rows, n_test = MNIST_ROWS
     else:
-        rows, n_test = CALIFORNIA_ROWS, math.ceil(test * CALIFORNIA_ROWS)  # scikit-learn rounds up
+        rows, n_test = CALIFORNIA_ROWS, math.ceil(TEST_FRACTION * CALIFORNIA_ROWS)  # scikit-learn rounds up
     n_val = int(round(validation * rows))
     n_train = rows - n_val - (n_test if data == "california" else 0)
     return {"train": min(n_train, train_size or n_train), "validation": n_val, "test": n_test}

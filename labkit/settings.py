@@ -7,6 +7,7 @@ current directory alone: Quarto runs each chapter with the chapter's folder as c
 =========================  ==========================================================
 ``LABKIT_PROFILE``         ``full`` (the book) or ``quick`` (drafting, CI); else
                            Quarto's ``QUARTO_PROFILE`` decides, ``full`` by default
+``LABKIT_PROJECT_ROOT``    the project (else Quarto's, else the folder of ``_quarto.yml``)
 ``LABKIT_DATA_DIR``        datasets (default ``<project>/data``)
 ``LABKIT_RUNS_DIR``        run stores, one sub-folder per profile (``<project>/data/runs``)
 ``LABKIT_REQUIRE_CACHED``  ``1``: a run that would need training is an error
@@ -14,6 +15,7 @@ current directory alone: Quarto runs each chapter with the chapter's folder as c
 ``LABKIT_IDLE_SECONDS``    idle workers stop after this long (default 60)
 ``LABKIT_PROGRESS``        ``0`` silences the progress line on the terminal
 ``LABKIT_CACHE_DIR``       caches that may be deleted any time (``~/.cache/labkit``)
+``LABKIT_TRAIN_LOG``       tests only: a file each training start appends its key to
 =========================  ==========================================================
 """
 
@@ -92,9 +94,8 @@ def store_dir(name: str | None = None) -> Path:
 
 def cache_dir(kind: str) -> Path:
     """A cache folder (``jax``, ``charts``, ``data``): deleting it only costs time."""
-    base = os.environ.get("LABKIT_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or
-                                                       Path.home() / ".cache") / "labkit"
-    return Path(base).expanduser() / kind
+    home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return _folder("LABKIT_CACHE_DIR", Path(home).expanduser() / "labkit") / kind
 
 
 def _flag(name: str) -> bool:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -158,8 +160,6 @@ def test_safe_text_is_inert_markup_and_keeps_every_printable_character(text):
 
 
 def run_cli(*args, **env):
-    import os
-
     done = subprocess.run([sys.executable, "-c", "import sys; from labkit.cli import main; code = main(sys.argv[1:]); "
                            "print('keras imported:', 'keras' in sys.modules); sys.exit(code)", *args],
                           capture_output=True, text=True, env={**os.environ, **env})
@@ -180,6 +180,16 @@ def test_doctor_verify_checks_dataset_content(tmp_path):
     (tmp_path / "mnist.npz").write_bytes(b"not a zip")
     code, out, _ = run_cli("doctor", "--verify", LABKIT_DATA_DIR=str(tmp_path), LABKIT_CACHE_DIR=str(tmp_path / "c"))
     assert code == 0 and "MISS mnist" in out and "DatasetError" in out and "mnist.npz" in out
+
+
+def test_doctor_verify_reads_the_mnist_file_even_with_a_warm_prepared_copy(tmp_path):
+    from labkit import data
+
+    data.mnist()  # the session's cache now holds a genuine prepared copy
+    genuine = Path(os.environ["LABKIT_DATA_DIR"]) / "mnist.npz"
+    (tmp_path / "mnist.npz").write_bytes(genuine.read_bytes()[:300_000])  # truncated
+    code, out, _ = run_cli("doctor", "--verify", LABKIT_DATA_DIR=str(tmp_path))
+    assert code == 0 and "MISS mnist" in out and "mnist.npz" in out and "genuine content" not in out
 
 
 def test_a_bad_profile_is_an_error_message_not_a_traceback(store_dir):

@@ -95,8 +95,8 @@ def test_a_damaged_mnist_names_the_file_and_the_fix(data_dir, genuine, damage, f
 def test_a_prepared_copy_zeroed_in_place_is_rebuilt_never_served(data_dir, genuine, monkeypatch, figures):
     os.symlink(SHARED / "mnist.npz", data_dir / "mnist.npz")
     reads = []
-    source = data._mnist_source
-    monkeypatch.setattr(data, "_mnist_source", lambda folder: reads.append(folder) or source(folder))
+    source = data.mnist_source
+    monkeypatch.setattr(data, "mnist_source", lambda folder: reads.append(folder) or source(folder))
     (x_train, y_train), _ = data.mnist()
     expected = np.array(x_train[:100])
     prepared = Path(os.environ["LABKIT_CACHE_DIR"]) / "data" / "mnist-prepared-v1"
@@ -181,13 +181,18 @@ def test_a_crafted_california_cache_is_refused_and_runs_no_code(california_dir, 
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("data_name, validation, train_size, test", [
-    ("mnist", 0.1, None, 0.2), ("mnist", 0.1, 2000, 0.2), ("mnist", 0.15, 999, 0.2),
-    ("california", 0.1, None, 0.2), ("california", 0.15, 2000, 0.25),
+@pytest.mark.parametrize("data_name, validation, train_size", [
+    ("mnist", 0.1, None), ("mnist", 0.1, 2000), ("mnist", 0.15, 999),
+    ("california", 0.1, None), ("california", 0.15, 2000),
 ])
-def test_split_sizes_are_known_without_loading(data_name, validation, train_size, test):
-    expected = data.split(data_name, validation=validation, train_size=train_size, seed=3, test=test).sizes
-    assert data.split_sizes(data_name, validation=validation, train_size=train_size, test=test) == expected
+def test_split_sizes_are_known_without_loading(data_name, validation, train_size):
+    expected = data.split(data_name, validation=validation, train_size=train_size, seed=3).sizes
+    assert data.split_sizes(data_name, validation=validation, train_size=train_size) == expected
+
+
+def test_california_holds_out_the_test_fraction_every_run_uses():
+    assert data.split_sizes("california")["test"] == 4128 == round(data.TEST_FRACTION * data.CALIFORNIA_ROWS)
+    assert data.split("california").sizes == data.split_sizes("california")
 
 
 def test_splits_are_seeded_stratified_and_read_only():
@@ -197,3 +202,13 @@ def test_splits_are_seeded_stratified_and_read_only():
     assert 85 <= np.bincount(a.y_train).min() and np.bincount(a.y_train).max() <= 115
     with pytest.raises(ValueError):
         data.mnist()[0][0][0, 0] = 1.0  # shared: a change would leak into every later split
+
+
+@pytest.mark.parametrize("data_name", data.DATASETS)
+def test_every_array_of_a_cached_split_is_read_only(data_name):
+    split = data.split(data_name, 0.1, 1000)
+    label = split.y_val[0]
+    for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        with pytest.raises(ValueError, match="read-only"):
+            getattr(split, name)[0] = 99  # would change the split every later caller gets
+    assert data.split(data_name, 0.1, 1000).y_val[0] == label

@@ -4,6 +4,8 @@ variable, the value and the fix, and nothing else ever escapes."""
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings as hypothesis_settings
@@ -68,3 +70,15 @@ def test_any_text_is_read_or_refused_by_name(variable, value):
             READERS[variable]()
         except SettingError as error:
             assert variable in str(error)
+
+
+def test_a_relative_cache_dir_is_stripped_and_made_absolute(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LABKIT_CACHE_DIR", " caches ")
+    assert settings.cache_dir("data") == tmp_path.resolve() / "caches" / "data"
+
+
+def test_the_docstring_lists_every_variable_labkit_reads():
+    sources = "".join(path.read_text() for path in Path(settings.__file__).parent.glob("*.py"))
+    for variable in set(re.findall(r"LABKIT_[A-Z_]+", sources)):
+        assert f"``{variable}``" in settings.__doc__, variable
