@@ -62,7 +62,8 @@ def signal_stats(model, x, y, loss, **_) -> list[dict]:
         h, activations, i = jnp.asarray(x), [], 0
         for layer in model.layers:
             if layer in dense:
-                h = layer.activation(h @ kernels[i] + jnp.asarray(layer.bias.value) + shifts[i])
+                z = h @ kernels[i] + (jnp.asarray(layer.bias.value) if layer.bias is not None else 0)
+                h = layer.activation(z + shifts[i])  # Dense(use_bias=False) has no bias
                 activations.append(h)
                 i += 1
             else:
@@ -100,7 +101,7 @@ class Watch(keras.callbacks.Callback):
     def __init__(self, run, data):
         super().__init__()
         self.key, self.probes = run.key, run.probes
-        self.epochs = set(run.probe_epochs if run.probe_epochs is not None else range(run.epochs + 1))
+        self.epochs = set(run.probe_schedule)
         self.x, self.y = data.x_val[:SIGNAL_BATCH], data.y_val[:SIGNAL_BATCH]
         self.loss = keras.losses.get(run.loss)
         self.tables: dict[str, dict[str, list]] = {name: {} for name in self.probes}

@@ -32,7 +32,6 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from labkit import _env  # noqa: F401  (backend and XLA flags before Keras)
 from labkit import data as datasets
 from labkit import settings
 from labkit.store import FORMAT, Store, check_memo, digest, finite
@@ -57,8 +56,13 @@ _COMPILE_DEFAULTS = {"loss_weights": None, "weighted_metrics": None, "run_eagerl
                      "steps_per_execution": 1, "jit_compile": True}
 _REPLACEABLE = ("data", "train_size", "validation", "split_seed", "epochs", "batch_size",
                 "early_stopping", "evaluate_test", "keep_predictions", "probes", "probe_epochs", "seed")
-#: The measurements :mod:`labkit.probes` can take during a run.
-PROBE_NAMES = ("weight_norm", "weight_hist", "signal")
+#: The measurements :mod:`labkit.probes` can take during a run, each with the columns of its
+#: table: names in ``PROBE_NAME_COLUMNS``, numbers in the others.
+PROBE_COLUMNS = {"weight_norm": {"epoch", "layer", "layer_name", "value"},
+                 "weight_hist": {"epoch", "layer", "layer_name", "bin_left", "bin_right", "count"},
+                 "signal": {"epoch", "layer", "layer_name", "quantity", "stat", "value"}}
+PROBE_NAMES = tuple(PROBE_COLUMNS)
+PROBE_NAME_COLUMNS = ("layer_name", "quantity", "stat")
 _SEED_LIMIT = 2**32  # NumPy, Keras and scikit-learn seeds are 32-bit
 
 
@@ -225,11 +229,14 @@ def _checked_compile(spec: dict) -> dict:
     if not isinstance(loss, str):
         raise ValueError(f"loss must be a name, e.g. 'sparse_categorical_crossentropy', got {loss!r}")
     if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)) \
-            or not all(isinstance(m, str) for m in metrics) or len(set(metrics)) != len(metrics):
-        raise ValueError(f"metrics must be a list of distinct names, e.g. ['accuracy'], got {metrics!r}")
+            or not all(isinstance(m, str) for m in metrics):
+        raise ValueError(f"metrics must be a list of names, e.g. ['accuracy'], got {metrics!r}")
+    names = [ALIASES.get(m, m) for m in metrics]  # 'mae' and 'mean_absolute_error' are one metric
+    if twice := next((m for m in names if names.count(m) > 1), None):
+        raise ValueError(f"metrics must be distinct names: {metrics!r} asks for {twice!r} twice; keep one of them")
     return {"optimizer": optimizer, "learning_rate": _rate(spec["learning_rate"]),
             "optimizer_options": {k: _option(k, v) for k, v in sorted(options.items())},
-            "loss": ALIASES.get(loss, loss), "metrics": [ALIASES.get(m, m) for m in metrics]}
+            "loss": ALIASES.get(loss, loss), "metrics": names}
 
 
 def _checked_probes(spec: dict, epochs: int) -> dict:
@@ -325,6 +332,11 @@ class Run:
     def split(self) -> datasets.Split:
         return datasets.split(self.data, self.validation, self.train_size, self.split_seed)
 
+    @property
+    def probe_schedule(self) -> list[int]:
+        """The epochs the probes measure: ``probe_epochs``, by default 0 and every epoch."""
+        return self.probe_epochs if self.probe_epochs is not None else list(range(self.epochs + 1))
+
 
 # -- training -------------------------------------------------------------------------
 def fit(run: Run) -> dict:
@@ -377,13 +389,9 @@ def _record(run: Run, raw: dict, watch, test, predictions, data) -> dict:
         split, metric = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
         history[split][SHORT.get(metric, metric)] = [float(v) for v in values]
     epochs_run = len(raw.get("loss", []))
-    best = _best_epoch(run, history, epochs_run, watch.diverged)
     return finite({
         "kind": "runs", "spec": run.spec, "history": history, "epochs_run": epochs_run,
-        "diverged": watch.diverged, "stopped_early": epochs_run < run.epochs and not watch.diverged,
-        "best_epoch": best,
-        "final": {split: {m: values[best - 1] for m, values in metrics.items()} if best else {}
-                  for split, metrics in history.items()},
+        "diverged": watch.diverged, **_outcome(run, history, epochs_run, watch.diverged),
         "test": None if test is None else {SHORT.get(k, k): float(v) for k, v in test.items()},
         "predictions": None if predictions is None else [round(float(v), 5) for v in predictions],
         "probes": watch.tables, "seconds": watch.seconds, "epoch_seconds": watch.epoch_seconds,
@@ -436,11 +444,6 @@ RECORD_FIELDS = {"key": str, "format": int, "kind": str, "checksum": str, "spec"
                  "seconds": (int, float), "epoch_seconds": list, "started_at": str, "finished_at": str,
                  "sizes": dict, "versions": dict, "platform": dict}
 OPTIONAL_FIELDS = {"compute_seconds": (int, float)}
-#: The columns of each probe's table: names in ``PROBE_NAME_COLUMNS``, numbers in the others.
-PROBE_COLUMNS = {"weight_norm": {"epoch", "layer", "layer_name", "value"},
-                 "weight_hist": {"epoch", "layer", "layer_name", "bin_left", "bin_right", "count"},
-                 "signal": {"epoch", "layer", "layer_name", "quantity", "stat", "value"}}
-PROBE_NAME_COLUMNS = ("layer_name", "quantity", "stat")
 
 
 def _numbers(values, what: str) -> None:
@@ -483,13 +486,17 @@ def _check_history(record: dict, run: Run) -> list[str]:
     return metrics
 
 
-def _best_epoch(run: Run, history: dict, epochs_run: int, diverged: bool) -> int:
-    """The epoch whose weights a run keeps: its last, or under early stopping the one of
-    lowest validation loss (the first of equals, as Keras' ``EarlyStopping`` keeps it)."""
-    if not run.early_stopping or diverged:
-        return epochs_run
-    losses = [v if v is not None and math.isfinite(v) else math.inf for v in history["validation"]["loss"]]
-    return int(np.argmin(losses)) + 1 if losses else epochs_run
+def _outcome(run: Run, history: dict, epochs_run: int, diverged: bool) -> dict:
+    """What a history of one epoch or more implies (``fit`` records it, ``check_record`` checks it):
+    whether the run stopped early, and the epoch whose weights it keeps (the last, or under early
+    stopping the first of lowest validation loss, as Keras keeps it) with its metrics there."""
+    best = epochs_run
+    if run.early_stopping and not diverged:
+        losses = [v if v is not None and math.isfinite(v) else math.inf for v in history["validation"]["loss"]]
+        best = int(np.argmin(losses)) + 1
+    return {"stopped_early": epochs_run < run.epochs and not diverged, "best_epoch": best,
+            "final": {split: {m: values[best - 1] for m, values in metrics.items()}
+                      for split, metrics in history.items()}}
 
 
 def check_record(record: dict) -> None:
@@ -506,14 +513,11 @@ def check_record(record: dict) -> None:
     if diverged != (record["history"]["train"]["loss"][-1] is None):
         raise ValueError(f"diverged={diverged} but the last training loss is "
                          f"{record['history']['train']['loss'][-1]!r}")
-    if record["stopped_early"] != (epochs_run < run.epochs and not diverged) \
-            or record["stopped_early"] and not run.early_stopping:
+    implied = _outcome(run, record["history"], epochs_run, diverged)
+    if record["stopped_early"] != implied["stopped_early"] or record["stopped_early"] and not run.early_stopping:
         raise ValueError(f"stopped_early={record['stopped_early']} after {epochs_run} of {run.epochs} epochs")
-    best = _best_epoch(run, record["history"], epochs_run, diverged)
-    final = {split: {m: values[best - 1] for m, values in metrics_of.items()}
-             for split, metrics_of in record["history"].items()}
-    if record["best_epoch"] != best or record["final"] != final:
-        raise ValueError(f"best_epoch and final must be epoch {best} of the history")
+    if record["best_epoch"] != implied["best_epoch"] or record["final"] != implied["final"]:
+        raise ValueError(f"best_epoch and final must be epoch {implied['best_epoch']} of the history")
     if (record["test"] is None) == run.evaluate_test:
         raise ValueError("test metrics must be present exactly when the spec evaluates the test set")
     if record["test"] is not None and (sorted(record["test"]) != metrics or not all(
@@ -540,8 +544,7 @@ def _check_probes(record: dict, run: Run) -> None:
     probes, epochs_run = record["probes"], record["epochs_run"]
     if sorted(probes) != run.probes:
         raise ValueError(f"probes {sorted(probes)} are not the spec's {run.probes}")
-    asked = run.probe_epochs if run.probe_epochs is not None else range(run.epochs + 1)
-    measured = {e for e in asked if e < epochs_run or e == epochs_run and not record["diverged"]}
+    measured = {e for e in run.probe_schedule if e < epochs_run or e == epochs_run and not record["diverged"]}
     for name, table in probes.items():
         columns = PROBE_COLUMNS[name] if measured else set()  # nothing measured: no column
         if not isinstance(table, dict) or set(table) != columns \
@@ -567,8 +570,8 @@ def open_store(profile: str | None = None) -> Store:
 class Result:
     """A run's record, read back: history, final and test metrics, probes, timings."""
 
-    def __init__(self, run: Run, record: dict, cached: bool):
-        self.run, self.record, self.cached = run, record, cached
+    def __init__(self, record: dict, cached: bool):
+        self.record, self.cached = record, cached
 
     key = property(lambda self: self.record["key"])
     diverged = property(lambda self: self.record["diverged"])
@@ -589,7 +592,11 @@ class Result:
         return pd.DataFrame(rows, columns=["epoch", "split", "metric", "value"])
 
     def probe(self, name: str) -> pd.DataFrame:
-        return pd.DataFrame(self.record["probes"].get(name, {}))
+        """The table of one probe (a name it did not record is refused, not an empty table)."""
+        if name not in self.record["probes"]:
+            raise KeyError(f"probe {name!r} was not recorded; this run has {sorted(self.record['probes'])}. "
+                           f"Probes ({', '.join(PROBE_NAMES)}) are asked for by the run: Run(..., probes=[...])")
+        return pd.DataFrame(self.record["probes"][name])
 
     @property
     def predictions(self) -> np.ndarray | None:
@@ -604,4 +611,4 @@ def train(run: Run, store: Store | None = None) -> Result:
     store = store or open_store()
     record, cached = store.get_or_compute(run.key, lambda: fit(run),
                                           allow_compute=not settings.require_cached())
-    return Result(run, record, cached)
+    return Result(record, cached)

@@ -11,6 +11,7 @@ two processes share a store without computing the same result twice.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -33,8 +34,29 @@ __all__ = ["FORMAT", "Store", "StoreError", "BadRecord", "NewerFormat", "Missing
 FORMAT = 1
 KINDS = ("runs", "memo")
 _KEY = re.compile(r"[0-9a-f]{64}")
+#: What is said of a damaged record under ``LABKIT_REQUIRE_CACHED=1`` (see :meth:`Store.usable`).
+NOT_COMPUTED = "not served, and not computed again (LABKIT_REQUIRE_CACHED=1)"
 #: A record is a few hundred kilobytes at most: a larger file is not one (and is not read).
 MAX_RECORD_BYTES = 64 * 2**20
+
+
+
+def write_atomically(path: Path, content: bytes) -> None:
+    """Write through a temporary file renamed over ``path``: a reader never sees half a file,
+    and a failed write (``OSError``, raised) leaves nothing partial behind."""
+    temporary = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+        with os.fdopen(handle, "wb") as file:
+            file.write(content)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except OSError:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 class StoreError(RuntimeError):
@@ -170,20 +192,11 @@ class Store:
             self.load(key, kind)  # raises NewerFormat: a newer record is never overwritten
         except BadRecord:
             pass  # replaced below
-        temporary = None
         try:
             if path.is_dir() and not path.is_symlink():  # not a record: kept for its owner, out of the way
                 path.rename(path.with_name(f"{path.name}.not-a-record"))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:12]}.", suffix=".tmp")
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
+            write_atomically(path, text.encode("utf-8"))
         except OSError as error:
-            if temporary is not None:
-                Path(temporary).unlink(missing_ok=True)
             raise StoreError(f"cannot write {path} ({error.strerror or error}); nothing partial was "
                              "left: free some space, fix the folder's permissions, or set "
                              "LABKIT_RUNS_DIR to a writable folder") from None
@@ -208,14 +221,15 @@ class Store:
             except StoreError as error:
                 yield name[:-5], None, str(error)
 
-    def lock(self, key: str) -> FileLock | None:
-        """The lock of one key, or ``None`` in a store that cannot be written."""
-        folder = self.root / ".locks"
-        try:
+    def lock(self, key: str) -> FileLock:
+        """The lock of one key, taken to compute its record (a read-only store has none: StoreError)."""
+        folder, key = self.root / ".locks", check_key(key)
+        with contextlib.suppress(OSError):  # a store that cannot be written: said below
             folder.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            return None
-        return FileLock(str(folder / f"{check_key(key)}.lock")) if os.access(folder, os.W_OK) else None
+        if not os.access(folder, os.W_OK):
+            raise StoreError(f"{key[:12]} is missing from the read-only store {self.root}; set "
+                             "LABKIT_RUNS_DIR to a writable folder to compute it")
+        return FileLock(str(folder / f"{key}.lock"))
 
     def get_or_compute(self, key: str, compute: Callable[[], dict], kind: str = "runs",
                        allow_compute: bool = True) -> tuple[dict, bool]:
@@ -224,29 +238,27 @@ class Store:
         A second process asking for the same key waits for the first one's lock, then
         reads its record instead of computing it again.
         """
-        record = self.usable(key, kind)
+        record = self.usable(key, kind, then="computing it again" if allow_compute else NOT_COMPUTED)
         if record is not None:
             return record, True
         if not allow_compute:
             raise MissingResult(f"{kind} record {key[:12]} is not in {self.root} and "
                                 "LABKIT_REQUIRE_CACHED=1 forbids computing it; unset it, or restore "
                                 "the committed store (git checkout data/runs)")
-        lock = self.lock(key)
-        if lock is None:
-            raise StoreError(f"{key[:12]} is missing from the read-only store {self.root}; set "
-                             "LABKIT_RUNS_DIR to a writable folder to compute it")
-        with lock:
-            record = self.usable(key, kind)
+        with self.lock(key):
+            record = self.usable(key, kind, then=None)  # a damaged one was reported above
             if record is not None:
                 return record, True
             return self.save({**compute(), "key": key}, kind), False
 
-    def usable(self, key: str, kind: str = "runs") -> dict | None:
-        """The record, or ``None`` when it is absent or cannot be trusted (then said on the terminal)."""
+    def usable(self, key: str, kind: str = "runs", then: str | None = "computing it again") -> dict | None:
+        """The record, or ``None`` when it is absent or cannot be trusted: then its problem and ``then``
+        (what the caller does about it) are said on the terminal, unless ``then`` is None (said already)."""
         try:
             return self.load(key, kind)
         except BadRecord as error:
-            settings.tell(f"{error}; computing it again")
+            if then is not None:
+                settings.tell(f"{error}; {then}")
             return None
 
 
@@ -283,10 +295,15 @@ def memo(name: str, params: dict, compute: Callable[[], Any], version: int = 1,
         raise ValueError(f"memo name must be a non-empty string, got {name!r}")
     if not isinstance(params, dict):
         raise ValueError(f"memo params must be a dict, got {type(params).__name__}")
+    try:  # as JSON reads them back, for the key and the record alike
+        params = json.loads(canonical_json(params))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"memo params {params!r:.100} are not plain JSON ({error}): give finite int, float, "
+                         "str, list and dict values with string keys (int(n) for a NumPy integer)") from None
     from labkit.runs import open_store
 
     store = store or open_store()
-    key = memo_key(name, json.loads(canonical_json(params)), version)
+    key = memo_key(name, params, version)
 
     def run() -> dict:
         started = time.perf_counter()

@@ -33,13 +33,14 @@ import pandas as pd
 
 from labkit import _env, settings
 from labkit.data import DatasetError
-from labkit.runs import Result, Run, fit, open_store
-from labkit.store import BadRecord, MissingResult, Store
+from labkit.runs import PROBE_COLUMNS, Result, Run, fit, open_store
+from labkit.store import NOT_COMPUTED, BadRecord, MissingResult, Store
 
 __all__ = ["sweep", "Sweep", "Item", "SweepError"]
 
-#: Columns a sweep's tables add: a grid dimension cannot take one of these names.
-RESERVED = ("seed", "key", "diverged", "epoch", "split", "metric", "value")
+#: Columns of a sweep's tables (history's, then the probes'): a grid dimension cannot take one of these names.
+RESERVED = tuple(dict.fromkeys(["seed", "key", "diverged", "epoch", "split", "metric", "value",
+                                *sorted(set().union(*PROBE_COLUMNS.values()))]))
 MAX_ATTEMPTS = 2
 #: The settings :func:`~labkit.runs.fit` reads; a worker never reads the store's location.
 WORKER_SETTINGS = ("LABKIT_DATA_DIR", "LABKIT_CACHE_DIR", "LABKIT_PROJECT_ROOT", "QUARTO_PROJECT_ROOT",
@@ -164,14 +165,12 @@ def _points(grid: Mapping[str, Sequence]) -> list[dict]:
 
 
 def _seeds(seeds) -> list[int]:
-    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise ValueError(f"seeds must be a count >= 1 or a list of seeds, got {seeds!r}")
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool) and seeds >= 1:
         return list(range(int(seeds)))
     listed = list(seeds) if isinstance(seeds, (Sequence, np.ndarray)) and not isinstance(seeds, str) else None
-    if not listed or len(set(listed)) != len(listed) or not all(
-            isinstance(s, (int, np.integer)) and not isinstance(s, bool) and 0 <= s < 2**32 for s in listed):
-        raise ValueError(f"seeds must be a count >= 1 or a list of distinct integers in [0, 2**32), got {seeds!r}")
+    if not listed or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in listed) \
+            or len(set(listed)) != len(listed):  # each seed's range is Run.replace(seed=...)'s to check
+        raise ValueError(f"seeds must be a count >= 1 or a list of distinct integers, got {seeds!r}")
     return [int(s) for s in listed]
 
 
@@ -192,15 +191,6 @@ def _plan(experiment: Callable[..., Run], grid, seeds) -> list[tuple[dict, int, 
             seen[seeded.key] = point
             plan.append((point, seed, seeded))
     return plan
-
-
-def _training_order(runs: list[Run]) -> list[Run]:
-    """The first seed of every configuration, then the second...: seeds of one configuration
-    compile the same XLA programs, and a later seed loads them from JAX's cache."""
-    by_config: dict[str, list[Run]] = {}
-    for run in runs:
-        by_config.setdefault(run.replace(seed=0).key, []).append(run)
-    return [run for round_ in itertools.zip_longest(*by_config.values()) for run in round_ if run]
 
 
 class _Progress:
@@ -302,15 +292,12 @@ def _claim(store: Store, runs: list[Run]):
     mine, theirs, found = {}, [], {}
     for run in runs:
         lock = store.lock(run.key)
-        if lock is None:
-            raise MissingResult(f"run {run.key[:12]} is missing from the read-only store {store.root}; "
-                                "set LABKIT_RUNS_DIR to a writable folder to train it")
         try:
             lock.acquire(timeout=0)
         except Timeout:
             theirs.append((run, lock))
             continue
-        record = store.usable(run.key)
+        record = store.usable(run.key, then=None)  # a damaged one was reported when the sweep began
         if record is not None:  # saved meanwhile by another process
             lock.release()
             found[run.key] = record
@@ -329,7 +316,8 @@ def sweep(experiment: Callable[..., Run], grid: Mapping[str, Sequence], seeds=1,
         settings.workers(), settings.idle_seconds()
     store = store or open_store()
     plan = _plan(experiment, grid, seeds)
-    records = {run.key: store.usable(run.key) for _, _, run in plan}
+    then = NOT_COMPUTED if settings.require_cached() else "computing it again"
+    records = {run.key: store.usable(run.key, then=then) for _, _, run in plan}
     missing = [run for _, _, run in plan if records[run.key] is None]
     if missing and settings.require_cached():
         raise MissingResult(f"{len(missing)} of {len(records)} runs of {label!r} are not in {store.root} "
@@ -339,7 +327,8 @@ def sweep(experiment: Callable[..., Run], grid: Mapping[str, Sequence], seeds=1,
     failures: dict[str, str] = {}
     progress = _Progress(label, len(records), len(cached))
     while missing:
-        mine, theirs, found = _claim(store, _training_order(missing))
+        # First seeds first (a stable sort of the plan): a configuration's later seeds reuse its XLA programs.
+        mine, theirs, found = _claim(store, sorted(missing, key=lambda run: run.seed))
         records.update(found)
         try:
             trained, failed = _train([run for run, _ in mine.values()], store, executor, progress)
@@ -350,11 +339,11 @@ def sweep(experiment: Callable[..., Run], grid: Mapping[str, Sequence], seeds=1,
                 lock.release()
         for run, lock in theirs:
             with lock:  # the other process is done with it
-                records[run.key] = store.usable(run.key)
+                records[run.key] = store.usable(run.key, then=None)
         missing = [run for run, _ in theirs if records[run.key] is None]
     if failures:
         lines = "\n".join(f"  - {key[:12]}: {why}" for key, why in failures.items())
         raise SweepError(f"{len(failures)} of {len(records)} runs of {label!r} failed; the others are "
                          f"stored, and re-running the sweep retries only these:\n{lines}")
-    items = [Item(point, seed, Result(run, records[run.key], cached=run.key in cached)) for point, seed, run in plan]
+    items = [Item(point, seed, Result(records[run.key], cached=run.key in cached)) for point, seed, run in plan]
     return Sweep(items, list(grid))

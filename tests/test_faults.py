@@ -19,7 +19,7 @@ import pytest
 
 from labkit import sweep, train
 from labkit.runs import open_store
-from labkit.store import MissingResult, StoreError
+from labkit.store import StoreError
 from labkit.sweep import SweepError
 
 #: How long the test gives a process to go: the worker watchdog polls every 0.5 s.
@@ -276,7 +276,7 @@ def test_a_read_only_store_serves_what_it_has_and_explains_the_rest(tiny, store_
         assert served.cached and served.history.equals(first.history)
         with pytest.raises(StoreError, match="read-only store.*LABKIT_RUNS_DIR"):
             train(tiny(0.12))
-        with pytest.raises(MissingResult, match="read-only store.*LABKIT_RUNS_DIR"):
+        with pytest.raises(StoreError, match="read-only store.*LABKIT_RUNS_DIR"):
             sweep(tiny, {"lr": [0.11, 0.12]})
     finally:
         read_only(paths, False)

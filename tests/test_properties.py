@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from labkit import Run, runs, train
 from labkit.runs import open_store
 from labkit.store import BadRecord, MissingResult, digest
-from labkit.sweep import Item, Sweep, sweep
+from labkit.sweep import RESERVED, Item, Sweep, sweep
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -81,7 +81,7 @@ def test_a_grid_name_is_a_keyword_that_is_not_a_column(tiny, store_dir, monkeypa
         sweep(lambda **point: tiny(), {name: [1]})
     except ValueError as error:
         assert repr(name) in str(error)
-        assert not name.isidentifier() or name in ("seed", "key", "diverged", "epoch", "split", "metric", "value")
+        assert not name.isidentifier() or name in RESERVED
         figures.add(inputs=1)
     except MissingResult:
         assert name.isidentifier()
@@ -113,7 +113,7 @@ def read_everything(run: Run, record: dict) -> None:
     """What the chapters and the command line read of a record."""
     from labkit.runs import Result
 
-    result = Result(run, record, cached=True)
+    result = Result(record, cached=True)
     result.history, result.final, result.test, result.predictions, result.best_epoch, result.diverged
     for name in run.probes:
         result.probe(name)

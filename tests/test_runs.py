@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,7 @@ import pytest
 
 import labkit  # noqa: F401  (before Keras: it sets the backend)
 import keras
-from labkit import Run, train
+from labkit import Run, probes, settings, train
 from labkit.runs import OPTIMIZERS, machine, open_store
 from labkit.store import BadRecord, MissingResult
 
@@ -141,6 +144,8 @@ BAD_RUNS = {
     "a custom optimizer": (lambda: mnist_model(optimizer=CustomSGD()), {}, ["CustomSGD", "built-in"]),
     "a loss object": (lambda: mnist_model(loss=keras.losses.SparseCategoricalCrossentropy()), {}, ["by name"]),
     "one metric twice": (lambda: mnist_model(metrics=["accuracy", "accuracy"]), {}, ["metrics", "distinct"]),
+    "one metric under two names": (lambda: california_model(metrics=["mae", "mean_absolute_error"]),
+                                   dict(data="california"), ["metrics", "distinct", "'mean_absolute_error' twice"]),
     "a functional model": (functional, {}, ["keras.Sequential", "Functional"]),
     "no model": (lambda: "mlp", {}, ["keras.Sequential", "str"]),
 }
@@ -218,15 +223,18 @@ def test_train_once_then_served_with_the_machine_recorded(tiny, store_dir, train
     assert first.record["sizes"] == {"train": 300, "validation": 6000, "test": 10_000}
 
 
-def test_a_damaged_record_is_trained_again_by_train(tiny, store_dir, train_log, figures):
+def test_a_damaged_record_is_trained_again_by_train(tiny, store_dir, train_log, figures, monkeypatch):
     run = tiny(seed=6)
     first = train(run)
     path = open_store().path(run.key)
     path.write_bytes(path.read_bytes().replace(b'"diverged": false', b'"diverged": "no"'))
+    told = []
+    monkeypatch.setattr(settings, "tell", told.append)
     with figures.no_crash():
         again = train(run)
     assert not again.cached and train_log() == [run.key, run.key]
     assert again.history.equals(first.history)
+    assert len(told) == 1 and run.key in told[0] and told[0].endswith("computing it again")  # said once
     figures.add(inputs=1, served=int(again.cached))
 
 
@@ -264,3 +272,18 @@ class InProcess(concurrent.futures.Executor):
         future = concurrent.futures.Future()
         future.set_result(fn(*args))
         return future
+
+
+def test_the_signal_probe_measures_a_layer_without_bias():
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(16, activation="relu", use_bias=False),
+                              keras.layers.Dense(10, activation="softmax")])
+    x, y = np.random.default_rng(0).random((32, 784), dtype="float32"), np.arange(32) % 10
+    rows = probes.signal_stats(model, x=x, y=y, loss=keras.losses.get("sparse_categorical_crossentropy"))
+    assert len(rows) == 2 * 3 * 2 and all(np.isfinite(row["value"]) for row in rows)  # layers × quantities × stats
+
+
+def test_importing_labkit_runs_first_sets_the_backend_before_keras():
+    code = "import labkit.runs, keras; print(keras.backend.backend())"
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split()[-1:] == ["jax"], done.stderr[-2000:]

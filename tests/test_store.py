@@ -7,11 +7,14 @@ import errno
 import json
 import os
 
+import numpy as np
 import pytest
 
 from labkit import memo
 from labkit.runs import RECORD_FIELDS, open_store
-from labkit.store import FORMAT, BadRecord, NewerFormat, Store, StoreError, check_key, digest
+from labkit import settings
+from labkit.store import (FORMAT, NOT_COMPUTED, BadRecord, MissingResult, NewerFormat, Store, StoreError,
+                          check_key, digest)
 
 
 def reseal(record: dict) -> str:
@@ -219,8 +222,6 @@ def test_a_wrong_record_is_never_written(trained, store_dir, wrong):
 
 
 def test_numpy_values_are_refused_not_crashing(trained, store_dir):
-    import numpy as np
-
     run, record = trained
     with pytest.raises(BadRecord, match="not plain JSON"):
         open_store().save({**record, "seconds": np.float32(1.5)})
@@ -252,3 +253,48 @@ def test_a_write_that_fails_leaves_nothing_partial(stored, failure, monkeypatch,
     assert memo("written when the disk fails", {"n": failure}, lambda: 1.0) == 1.0
     assert len(store.keys("memo")) == 1  # written, now that the disk works
     figures.add(faults=1)
+
+
+def test_memo_params_are_recorded_as_their_key_reads_them(store_dir):
+    """The key is made of the params as JSON reads them back: so is the record, which then
+    verifies (a None key was recorded as 'None' and the record refused by its own check)."""
+    calls = []
+    for params in ({None: 1}, {"n": (1, 2)}, {"n": [1, 2]}, {1: "a"}):
+        assert memo("params", params, lambda: calls.append(1) or len(calls)) >= 1
+    assert calls == [1, 1, 1]  # {"n": (1, 2)} and {"n": [1, 2]} are one key
+    assert memo("params", {None: 1}, lambda: pytest.fail("computed again")) == 1
+    store = open_store()
+    assert sorted(json.dumps(store.load(key, "memo")["params"]) for key in store.keys("memo")) == \
+        ['{"1": "a"}', '{"n": [1, 2]}', '{"null": 1}']
+
+
+@pytest.mark.parametrize("params, shown", [({"n": np.int64(3)}, "int64"),
+                                           ({"x": float("nan")}, "nan"), ({1: 1, "a": 2}, "'a'")])
+def test_memo_params_that_are_not_plain_json_are_named_with_the_fix(store_dir, params, shown):
+    with pytest.raises(ValueError) as error:
+        memo("params", params, lambda: pytest.fail("computed"))
+    assert "memo params" in str(error.value) and shown in str(error.value) and "int(n)" in str(error.value)
+    assert open_store().keys("memo") == []
+
+
+def test_a_store_that_cannot_be_written_has_no_lock(tmp_path):
+    """One error, raised by lock() itself, for every caller (train, memo, sweep)."""
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(StoreError, match="read-only store .*a-file.*LABKIT_RUNS_DIR") as error:
+        Store(tmp_path / "a-file").lock("a" * 64)
+    assert type(error.value) is StoreError
+
+
+def test_a_damaged_record_is_reported_once_with_what_happens_to_it(stored, monkeypatch):
+    store, key, record, text = stored
+    told = []
+    monkeypatch.setattr(settings, "tell", told.append)
+    store.path(key).write_text(text.replace('"epochs_run": 2', '"epochs_run": 1'))
+    with pytest.raises(MissingResult):
+        store.get_or_compute(key, lambda: pytest.fail("computed"), allow_compute=False)
+    assert len(told) == 1 and key in told[0] and told[0].endswith(NOT_COMPUTED)
+    assert "computing it again" not in told[0]
+    told.clear()
+    assert store.get_or_compute(key, lambda: record) == (record, False)
+    assert len(told) == 1 and key in told[0] and told[0].endswith("checksum mismatch (the record was edited or "
+                                                                  "damaged); computing it again")

@@ -16,8 +16,10 @@ from labkit import sweep, train
 from labkit.data import DatasetError
 from labkit.runs import open_store
 from labkit.settings import SettingError
-from labkit.store import MissingResult
-from labkit.sweep import RESERVED, SweepError
+from labkit import settings
+from labkit.runs import Result
+from labkit.store import NOT_COMPUTED, MissingResult
+from labkit.sweep import RESERVED, Item, Sweep, SweepError
 
 def test_tables_and_only_missing_runs_trained(tiny, store_dir, train_log):
     result = sweep(tiny, {"lr": [0.05, 0.2]}, seeds=2)
@@ -54,10 +56,13 @@ def test_a_worker_and_the_notebook_train_bit_identical_records(tiny, tmp_path, m
     ({"lr": [0.1, 0.1]}, 1, ["same run", "{'lr': 0.1}"]),
     ({"lr": [0.1], "epochs": [1, np.int64(1)]}, 1, ["same run", "'epochs': 1"]),
     ({"lr": [0.1]}, 0, ["seeds", "0"]),
-    ({"lr": [0.1]}, [-1], ["seeds", "-1"]),
+    ({"lr": [0.1]}, [-1], ["seed", "-1"]),
     ({"lr": [0.1]}, [1, 1], ["seeds", "distinct"]),
-    ({"lr": [0.1]}, [2**32], ["seeds", "2**32"]),
+    ({"lr": [0.1]}, [2**32], ["seed", "4294967296"]),  # the range is the one Run checks
+    ({"lr": [0.1]}, [1.5], ["seeds", "integers"]),
     ({"lr": [0.1]}, True, ["seeds", "True"]),
+    ({"layer": [1]}, 1, ["'layer'", "columns"]),  # a probe table's column
+    ({"count": [1]}, 1, ["'count'", "columns"]),
 ] + [({name: [0.1]}, 1, [repr(name), "columns"]) for name in RESERVED])
 def test_bad_grids_and_seeds_are_refused_before_training(tiny, store_dir, train_log, grid, seeds, words, figures):
     def experiment(lr=0.1, epochs=1, **others):
@@ -190,3 +195,31 @@ def test_any_entry_point_runs_a_sweep(tmp_path, processes, sweep_script, figures
         figures.add(orphans=int(left == float("inf")))
         assert left < float("inf"), f"{name}: processes left behind"
     assert len({json.dumps(r) for r in results.values()}) == 1 and len(results["stdin"]) == 1
+
+
+def test_a_probe_not_recorded_is_refused_with_the_probes_there(trained):
+    run, record = trained
+    table = Sweep([Item({"lr": 0.1}, run.seed, Result(record, cached=True))], ["lr"])
+    assert len(table.probe("weight_norm")) == 2 * 3  # layers × probe epochs 0, 1, 2
+    with pytest.raises(KeyError) as error:
+        table.probe("signals")  # misspelt: not an empty table
+    assert all(word in str(error.value) for word in ("'signals'", "['weight_norm']", "probes=["))
+
+
+def test_a_damaged_record_is_reported_once_by_a_sweep(trained, store_dir, monkeypatch):
+    run, genuine = trained
+    store, told = open_store(), []
+    path = store.path(store.save(genuine)["key"])
+    monkeypatch.setattr(settings, "tell", told.append)
+    damaged = path.read_text().replace('"epochs_run": 2', '"epochs_run": 1')
+    path.write_text(damaged)
+    monkeypatch.setenv("LABKIT_REQUIRE_CACHED", "1")
+    with pytest.raises(MissingResult):
+        sweep(lambda lr: run, {"lr": [0.1]}, seeds=[run.seed])
+    assert len(told) == 1 and run.key in told[0] and told[0].endswith(NOT_COMPUTED)  # not "computing it again"
+    told.clear()
+    monkeypatch.delenv("LABKIT_REQUIRE_CACHED")
+    result = sweep(lambda lr: run, {"lr": [0.1]}, seeds=[run.seed], executor=Answering(lambda spec: genuine))
+    assert not result.items[0].result.cached and store.load(run.key) is not None
+    [report] = [message for message in told if run.key in message]  # progress lines aside
+    assert report.endswith("computing it again")
