@@ -19,24 +19,22 @@ processes by :func:`fit` (plain Keras), and the results come back as one tidy ta
 
 from labkit import _env  # noqa: F401  (backend and XLA flags before anything imports Keras)
 
-# Imported now, not lazily: ``labkit.sweep`` must be the function, and importing the module
-# of the same name later (a worker unpickling a task does) would rebind the name to the module.
-from labkit.sweep import sweep
+# Imported now (none imports Keras): ``labkit.sweep`` must stay the function, which a later import
+# of the module of the same name (a worker unpickling a task) would otherwise rebind.
+from labkit.runs import Result, Run, fit, train  # noqa: E402
+from labkit.settings import choose  # noqa: E402
+from labkit.store import memo  # noqa: E402
+from labkit.sweep import sweep  # noqa: E402
 
 __version__ = "0.2.0"
 
 __all__ = ["Run", "Result", "fit", "train", "sweep", "memo", "choose", "__version__"]
-
-_LAZY = {"Run": "runs", "Result": "runs", "fit": "runs", "train": "runs", "memo": "store",
-         "choose": "settings"}
 
 
 def __getattr__(name):
     # Lazy, so that `import labkit` does not import Keras (the command line does not need it).
     import importlib
 
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"labkit.{_LAZY[name]}"), name)
     if name in ("data", "runs", "store", "probes", "models", "report", "fr", "charts", "settings"):
         return importlib.import_module(f"labkit.{name}")
     raise AttributeError(f"module 'labkit' has no attribute {name!r}")

@@ -105,7 +105,7 @@ def summary(store: Store | None = None) -> dict[str, str]:
         "Runs enregistrés": fr.num(len(runs)),
         "Runs ayant divergé": fr.num(sum(r["diverged"] for r in runs)),
         "Enregistrements illisibles (recalculés)": fr.num(len(damaged)),
-        "Temps d'entraînement cumulé": _duration(sum(r["seconds"] for r in runs)),
+        "Temps d'entraînement cumulé": fr.seconds(sum(r["seconds"] for r in runs)),
         "Python": seen(r["versions"].get("python") for r in runs),
         "Keras": seen(r["versions"].get("keras") for r in runs),
         "JAX": seen(r["versions"].get("jax") for r in runs),
@@ -113,11 +113,6 @@ def summary(store: Store | None = None) -> dict[str, str]:
         "Cœurs par machine": seen(r["platform"].get("cores") for r in runs),
         "Période des entraînements": period,
     }
-
-
-def _duration(seconds: float) -> str:
-    hours, minutes = divmod(round(seconds / 60), 60)
-    return f"{hours}\u00a0h {minutes:02d}\u00a0min" if hours else fr.seconds(seconds)
 
 
 # -- commands -----------------------------------------------------------------------------
@@ -259,7 +254,8 @@ def _dataset(path: Path, name: str, verify: bool) -> tuple[bool, str]:
     if verify:
         from labkit import data
 
-        getattr(data, name)()  # raises DatasetError naming the file and the fix
+        # DatasetError names the file and the fix; data.mnist() would serve a prepared copy instead
+        data.mnist_source(path.parent) if name == "mnist" else data.california()
     return True, f"{path}" + (": genuine content" if verify else "")
 
 

@@ -101,11 +101,12 @@ def rate(x) -> Text:
     return Text(power_of_ten(value) if value and abs(value) < 1e-4 else exact(value))
 
 
-def _digits_for(spread: float | None, scale: float) -> int:
-    """Decimals that show the first significant digit of the spread (1 by default)."""
-    if spread is None or spread <= 0:
-        return 1 if scale == 100 else 2
-    return min(max(-math.floor(math.log10(scale * spread)), 0), 4)
+def first_digit(size: float | None, scale: float = 1, default: int = 1) -> int:
+    """Decimals (0 to 4) that show the first significant digit of ``scale × |size|``: a spread
+    sets the decimals of its mean, a yardstick those of a gap; ``default`` for none or zero."""
+    if size is None or not math.isfinite(size) or size == 0:
+        return default
+    return min(max(-math.floor(math.log10(scale * abs(size))), 0), 4)
 
 
 def pm_digits(values, percent: bool = False) -> int:
@@ -113,7 +114,7 @@ def pm_digits(values, percent: bool = False) -> int:
     written with at least as many, so that it matches the two numbers it separates)."""
     values = np.asarray(values, dtype=float).ravel()
     spread = float(values.std(ddof=1)) if values.size > 1 and np.isfinite(values).all() else None
-    return _digits_for(spread, 100 if percent else 1)
+    return first_digit(spread, 100 if percent else 1, default=1 if percent else 2)
 
 
 def pm(values, digits: int | None = None, percent: bool = False) -> Text:
@@ -137,12 +138,15 @@ def pm(values, digits: int | None = None, percent: bool = False) -> Text:
 
 
 def seconds(s) -> Text:
-    """``0,31 s``, ``4,2 s``, ``42 s``, ``3 min 20 s``: precision follows the size."""
+    """``0,31 s``, ``4,2 s``, ``42 s``, ``3 min 20 s``, ``2 h 53 min``: precision follows the size."""
     value = _finite(s)
     if value is None:
         return Text(MISSING)
     if value < 10:
         return Text(_decimal(value, 2 if value < 1 else 1) + NBSP + "s")
+    if value >= 3600:
+        hours, minutes = divmod(round(value / 60), 60)
+        return Text(f"{hours}{NBSP}h {minutes:02d}{NBSP}min")
     minutes, rest = divmod(round(value), 60)
     if not minutes:
         return Text(f"{rest}{NBSP}s")

@@ -131,14 +131,6 @@ def _show(array: np.ndarray, unit: str, digits: int | None = None) -> str:
     return fr.pm(array, digits) + (f"{fr.NBSP}{fr.markdown(unit)}" if unit else "")
 
 
-def _digits(size: float, unit: str) -> int:
-    """Decimals that show the first significant digit of ``size`` (a yardstick)."""
-    scaled = abs(size) * (100 if unit in ("%", "pt") else 1)
-    if not math.isfinite(scaled) or scaled == 0:
-        return 1
-    return min(max(-math.floor(math.log10(scaled)), 0), 4)
-
-
 def _gap(value: float, unit: str, digits: int, sign: bool = True) -> str:
     if unit in ("%", "pt"):
         return fr.pt(value, digits, sign=sign)
@@ -167,10 +159,6 @@ class Verdict:
     def confirmed(self) -> bool:
         return self.status == "confirmed"
 
-    @property
-    def label(self) -> str:
-        return LABELS[self.status]
-
 
 def _measure(a, b, unit: str, margin: float, lower_is_better: bool, digits: int | None):
     """(a − b, yardstick, evidence) for two sides' per-seed values; ``digits``: the decimals
@@ -182,7 +170,8 @@ def _measure(a, b, unit: str, margin: float, lower_is_better: bool, digits: int 
     # subtract the two numbers shown and find the gap written.
     side = digits if digits is not None else max(
         (fr.pm_digits(v, percent=unit in ("%", "pt")) for v in (a, b) if np.isfinite(v).all()), default=None)
-    digits = digits if digits is not None else max(_digits(yardstick, unit), _digits(difference, unit), side or 0)
+    digits = digits if digits is not None else max(
+        *(fr.first_digit(size, 100 if unit in ("%", "pt") else 1) for size in (yardstick, difference)), side or 0)
     gap = "" if not math.isfinite(difference) else (
         f" ; écart {_gap(difference, unit, digits)} (seuil {_gap(yardstick, unit, digits, sign=False)})"
         if math.isfinite(yardstick) else " ; dispersion non mesurable")
@@ -247,7 +236,7 @@ class Verdicts(dict):
         rows.sort(key=lambda row: order.get(row[2], len(order)))
         return table(pd.DataFrame({"N°": [str(n) for n in range(1, len(rows) + 1)],
                                    "Attente": [text for _, text, _, _ in rows],
-                                   "Verdict": [v.label for *_, v in rows],
+                                   "Verdict": [LABELS[v.status] for *_, v in rows],
                                    "Mesure": [v.evidence for *_, v in rows]}))
 
 

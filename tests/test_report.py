@@ -23,6 +23,8 @@ NB, NN, MINUS = fr.NBSP, fr.NNBSP, fr.MINUS
     (fr.pt(0.012), f"+1,2{NB}pt"),
     (fr.pt(0.0001), f"0,0{NB}pt"),  # rounds to zero: no sign
     (fr.rate(0.001), "0,001"),
+    (fr.seconds(200), f"3{NB}min 20{NB}s"),
+    (fr.seconds(10_380), f"2{NB}h 53{NB}min"),
     (fr.rate(2.5e-5), f"2,5·10⁻⁵"),  # not rounded to one digit
     (fr.rate(-3e-5), f"{MINUS}3·10⁻⁵"),
     (fr.num(float("nan")), "—"),

@@ -18,9 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import struct
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import vl_convert as vlc
 from altair.utils.html import spec_to_html
 
 from labkit import settings
+from labkit.store import write_atomically
 
 __all__ = ["MAX_WIDTH", "PNG_SCALE", "OKABE_ITO", "FRENCH", "enable", "render", "to_png", "width_of"]
 
@@ -89,18 +88,12 @@ def to_png(chart, scale: float = PNG_SCALE) -> bytes:
 
 
 def _keep(path: Path, content: bytes) -> None:
-    """Write atomically (a temporary file, then renamed): a reader never sees half a PNG.
-    A cache that cannot be written only costs time."""
-    temporary = None
+    """Write atomically: a reader never sees half a PNG.  A cache that cannot be written only
+    costs time."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-        with os.fdopen(handle, "wb") as file:
-            file.write(content)
-        os.replace(temporary, path)
+        write_atomically(path, content)
     except OSError:
-        if temporary is not None:
-            Path(temporary).unlink(missing_ok=True)
+        pass
 
 
 def _png_size(png: bytes) -> tuple[int, int]:

@@ -50,6 +50,19 @@ def numbers(values: pd.Series) -> pd.Series:
     return out.where(np.isfinite(out))
 
 
+def roles(frame: pd.DataFrame, data: pd.DataFrame, **columns) -> dict[str, list[str]]:
+    """Label columns named by role (``color``, ``facet``…) in ``data`` (``""`` when unused); their orders."""
+    orders = {}
+    for role, column in columns.items():
+        data[role], orders[role] = labelled(frame, column) if column else ("", [""])
+    return orders
+
+
+def only(kind: str) -> alt.Chart:
+    """A layer drawing the rows of one kind from the chart's single table."""
+    return alt.Chart().transform_filter(alt.datum.kind == kind)
+
+
 def refuse_mixed(data: pd.DataFrame, keys: list[str], builder: str, shown: dict, measured=()) -> None:
     """Each (keys) group holds one row: a second one means a column the chart does not show
     (a metric, a split, a grid setting) varies, and its values would be averaged together."""

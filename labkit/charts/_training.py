@@ -14,8 +14,8 @@ import pandas as pd
 from labkit import fr
 from labkit.charts._output import MAX_WIDTH, OKABE_ITO
 from labkit.charts._parts import (PLOT_HEIGHT, PLOT_WIDTH, check, color_channel, dash_channel,
-                                  exact_axis, facet_of, finish, labelled, limit_rows, numbers, x_axis,
-                                  printable, refuse_mixed, title_of, y_scale_axis)
+                                  exact_axis, facet_of, finish, labelled, limit_rows, numbers, only,
+                                  printable, refuse_mixed, roles, title_of, x_axis, y_scale_axis)
 
 __all__ = ["curves", "by", "heatmap"]
 
@@ -24,24 +24,11 @@ KINDS = ("points", "bar", "line")
 FACET_HEIGHT = 200
 
 
-def _roles(frame: pd.DataFrame, data: pd.DataFrame, **columns) -> dict[str, list[str]]:
-    """Label columns ``color``, ``dash``, ``facet`` in ``data`` (``""`` when unused); their orders."""
-    orders = {}
-    for role, column in columns.items():
-        data[role], orders[role] = labelled(frame, column) if column else ("", [""])
-    return orders
-
-
 def _spread(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Mean, min, max, standard deviation and number of finite values per group."""
     stats = rows.groupby(keys, sort=False, dropna=False)["value"].agg(
         mean="mean", low="min", high="max", sd="std", n="count").reset_index()
     return stats[stats["n"] > 0]
-
-
-def _only(kind: str) -> alt.Chart:
-    """A layer drawing the rows of one kind from the chart's single table."""
-    return alt.Chart().transform_filter(alt.datum.kind == kind)
 
 
 def _tooltips(names: dict, value_title: str, fmt: str, spread: bool) -> list:
@@ -73,7 +60,7 @@ def curves(frame, *, x="epoch", y="value", color=None, dash=None, facet=None, lo
     if percent is None:
         percent = "metric" in frame and frame["metric"].astype(str).str.endswith("accuracy").all()
     data = pd.DataFrame({"x": pd.to_numeric(frame[x]), "value": numbers(frame[y]), "test": test}, index=frame.index)
-    orders = _roles(frame, data, color=color, dash=dash, facet=facet)
+    orders = roles(frame, data, color=color, dash=dash, facet=facet)
     orders["dash"] = [d for d in orders["dash"] if d in set(data.loc[~test, "dash"])]
     data["key"] = (frame["key"] if "key" in frame else
                    data[list(ROLES)].astype(str).agg("|".join, axis=1) + "|" + frame["seed"].astype(str))
@@ -92,14 +79,14 @@ def curves(frame, *, x="epoch", y="value", color=None, dash=None, facet=None, lo
     C = color_channel(orders["color"], titles["color"])
     D = dash_channel(orders["dash"], titles["dash"]) if dash else alt.Undefined
     tips = [alt.Tooltip("x:Q", title=x_title), *_tooltips(titles, y_title, ".1%" if percent else ".4~g", True)]
-    layers = [_only("curve").mark_area(opacity=0.16).encode(x=X, y=Y["low"], y2="high:Q", color=C, detail="dash:N"),
-              _only("curve").mark_line(strokeWidth=2).encode(x=X, y=Y["mean"], color=C, strokeDash=D),
-              _only("curve").mark_point(opacity=0, size=80, filled=True).encode(x=X, y=Y["mean"], tooltip=tips),
-              _only("test").mark_point(shape="diamond", filled=True, size=90, opacity=1).encode(
+    layers = [only("curve").mark_area(opacity=0.16).encode(x=X, y=Y["low"], y2="high:Q", color=C, detail="dash:N"),
+              only("curve").mark_line(strokeWidth=2).encode(x=X, y=Y["mean"], color=C, strokeDash=D),
+              only("curve").mark_point(opacity=0, size=80, filled=True).encode(x=X, y=Y["mean"], tooltip=tips),
+              only("test").mark_point(shape="diamond", filled=True, size=90, opacity=1).encode(
                   x=X, y=Y["mean"], color=C, tooltip=tips),
-              _only("cross").mark_point(shape="cross", filled=True, size=130, strokeWidth=0, opacity=1).encode(
+              only("cross").mark_point(shape="cross", filled=True, size=130, strokeWidth=0, opacity=1).encode(
                   x=X, y=Y["mean"], color=C),
-              _only("rule").mark_rule(color="#444", strokeDash=[4, 3], strokeWidth=1.5).encode(x=X)]
+              only("rule").mark_rule(color="#444", strokeDash=[4, 3], strokeWidth=1.5).encode(x=X)]
     chart = alt.layer(*layers, data=table)
     if facet:
         chart = facet_of(chart, orders["facet"], titles["facet"], FACET_HEIGHT)
@@ -166,7 +153,7 @@ def by(frame, *, x, y, color=None, kind="points", log_x=False, log_y=False, perc
         refuse_mixed(frame, [c for c in (x, color, "seed") if c], builder, {"color": color}, (y,))
     data = pd.DataFrame({"value": numbers(frame[y])}, index=frame.index)
     data["label"], x_order = labelled(frame, x)
-    orders = _roles(frame, data, color=color, dash=None, facet=None)
+    orders = roles(frame, data, color=color, dash=None, facet=None)
     if "seed" in frame:
         data["seed"] = frame["seed"]
     if log_x:
@@ -203,19 +190,19 @@ def by(frame, *, x, y, color=None, kind="points", log_x=False, log_y=False, perc
     tips = {"mean": _tooltips(titles, y_title, fmt, True),
             "seed": _tooltips({**titles, "seed": "graine" if "seed" in data else None}, y_title, fmt, False)}
     if kind == "bar":
-        layers = [_only("mean").mark_bar(opacity=0.85).encode(y=Y["mean"], tooltip=tips["mean"], **channels),
-                  _only("seed").mark_point(filled=True, size=22, opacity=0.8).encode(
+        layers = [only("mean").mark_bar(opacity=0.85).encode(y=Y["mean"], tooltip=tips["mean"], **channels),
+                  only("seed").mark_point(filled=True, size=22, opacity=0.8).encode(
                       y=Y["value"], tooltip=tips["seed"], **{**channels, "color": alt.value("#222")})]
     else:
-        layers = [_only("seed").mark_point(filled=True, size=30, opacity=0.55).encode(
+        layers = [only("seed").mark_point(filled=True, size=30, opacity=0.55).encode(
                       y=Y["value"], tooltip=tips["seed"], **channels)]
         if connect:
-            layers.append(_only("mean").mark_line(strokeWidth=3 if kind == "line" else 1.5).encode(
+            layers.append(only("mean").mark_line(strokeWidth=3 if kind == "line" else 1.5).encode(
                 y=Y["mean"], **channels))
         if kind == "points" or not connect:
-            layers.append(_only("mean").mark_tick(thickness=2, size=14).encode(
+            layers.append(only("mean").mark_tick(thickness=2, size=14).encode(
                 y=Y["mean"], tooltip=tips["mean"], **channels))
-    layers.append(_only("diverged").mark_point(shape="cross", filled=True, size=110, strokeWidth=0, opacity=1)
+    layers.append(only("diverged").mark_point(shape="cross", filled=True, size=110, strokeWidth=0, opacity=1)
                   .encode(y=alt.value(PLOT_HEIGHT - 6), tooltip=tips["seed"], **channels))
     chart = alt.layer(*layers, data=table).properties(width=PLOT_WIDTH, height=PLOT_HEIGHT)
     return finish(chart, builder, title, subtitle, _by_notes(data, means, kind, titles["label"], connect))

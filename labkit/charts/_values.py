@@ -8,8 +8,8 @@ import pandas as pd
 
 from labkit import fr
 from labkit.charts._output import MAX_WIDTH, OKABE_ITO
-from labkit.charts._parts import (PLOT_WIDTH, check, color_channel, facet_of, finish, labelled, limit_rows,
-                                  numbers, panels, printable, refuse_mixed, title_of)
+from labkit.charts._parts import (PLOT_WIDTH, check, color_channel, facet_of, finish, limit_rows, numbers,
+                                  only, panels, printable, refuse_mixed, roles, title_of)
 
 __all__ = ["histograms", "scatter", "distributions"]
 
@@ -50,9 +50,7 @@ def histograms(frame, *, value_left="bin_left", value_right="bin_right", count="
                  shown, (value_right, count))
     data = pd.DataFrame({"left": numbers(frame[value_left]), "right": numbers(frame[value_right]),
                          "count": numbers(frame[count]), "seed": frame["seed"] if seed else 0})
-    orders = {}
-    for role, column in (("color", color), ("row", facet_row), ("column", facet_column)):
-        data[role], orders[role] = labelled(frame, column) if column else ("", [""])
+    orders = roles(frame, data, color=color, row=facet_row, column=facet_column)
     table = limit_rows(data.dropna().groupby(["color", "row", "column"], sort=False)
                        .apply(_mean_density, include_groups=False).reset_index(level=[0, 1, 2]), builder)
     own_axes = 0 if shared_y else 45 * (len(orders["column"]) - 1)  # a density axis beside each panel
@@ -105,9 +103,7 @@ def scatter(frame, *, x, y, color=None, facet=None, diagonal=False, trend=False,
     if not isinstance(sample, int) or sample < 1:
         raise ValueError(f"charts.scatter: sample must be a number of points >= 1, got {sample!r}")
     data = pd.DataFrame({"x": numbers(frame[x]), "y": numbers(frame[y])}, index=frame.index)
-    orders = {}
-    for role, column in (("color", color), ("facet", facet)):
-        data[role], orders[role] = labelled(frame, column) if column else ("", [""])
+    orders = roles(frame, data, color=color, facet=facet)
     missing, data = int(data[["x", "y"]].isna().any(axis=1).sum()), data.dropna(subset=["x", "y"])
     if data.empty:
         raise ValueError(f"charts.scatter: no row has finite {x!r} and {y!r}")
@@ -138,12 +134,10 @@ def scatter(frame, *, x, y, color=None, facet=None, diagonal=False, trend=False,
     colour = color_channel(orders["color"], color_title, symbol="circle") if color else alt.value(OKABE_ITO[0])
     tips = [alt.Tooltip("x:Q", title=x_title, format=".3~g"), alt.Tooltip("y:Q", title=y_title, format=".3~g")]
     chart = alt.layer(
-        alt.Chart().transform_filter(alt.datum.kind == "point").mark_circle(size=12, opacity=0.35)
-        .encode(x=X, y=Y, color=colour, tooltip=tips),
-        alt.Chart().transform_filter(alt.datum.kind == "trend").mark_line(strokeWidth=2.5)
-        .encode(x=X, y=Y, color=colour if color else alt.value(OKABE_ITO[3]), tooltip=tips),
-        alt.Chart().transform_filter(alt.datum.kind == "diagonal").mark_rule(color="#333", strokeDash=[5, 4])
-        .encode(x=X, y=Y, x2="x2:Q", y2="y2:Q"),
+        only("point").mark_circle(size=12, opacity=0.35).encode(x=X, y=Y, color=colour, tooltip=tips),
+        only("trend").mark_line(strokeWidth=2.5).encode(
+            x=X, y=Y, color=colour if color else alt.value(OKABE_ITO[3]), tooltip=tips),
+        only("diagonal").mark_rule(color="#333", strokeDash=[5, 4]).encode(x=X, y=Y, x2="x2:Q", y2="y2:Q"),
         data=table)
     if facet:
         chart = facet_of(chart, orders["facet"], None, None if diagonal else 200)
@@ -154,25 +148,22 @@ def scatter(frame, *, x, y, color=None, facet=None, diagonal=False, trend=False,
 
 
 # -- a dataset's columns -------------------------------------------------------------------------
-def distributions(frame, columns, *, bins=30, columns_per_row=4, title, subtitle=None, titles=None):
+def distributions(frame, columns, *, bins=30, columns_per_row=4, title, subtitle=None):
     """One small histogram per column, wrapped into rows that fit the page; each has its own axes."""
     builder = "distributions"
     columns = [columns] if isinstance(columns, str) else list(columns)
     check(frame, builder, *columns)
-    titles = titles or {}
     parts = []
     for column in columns:
         values = numbers(frame[column]).dropna().to_numpy()
         if not values.size:
             raise ValueError(f"charts.distributions: column {column!r} has no finite number")
         counts, edges = np.histogram(values, bins=bins)
-        parts.append(pd.DataFrame({"variable": titles.get(column, column), "left": edges[:-1],
+        parts.append(pd.DataFrame({"variable": column, "left": edges[:-1],
                                    "right": edges[1:], "count": counts}))
     table = limit_rows(pd.concat(parts, ignore_index=True), builder)
-    printable(builder, *titles.values())
     wrap, width = panels(len(columns), axis_px=0, widest=columns_per_row)
     width -= 50  # each panel draws its own count axis
-    order = [titles.get(c, c) for c in columns]
     chart = alt.Chart(table).mark_bar(color=OKABE_ITO[0], stroke="white", strokeWidth=0.3).encode(
         x=alt.X("left:Q", title=None, scale=alt.Scale(zero=False, nice=False),
                 axis=alt.Axis(tickCount=3, labelOverlap=True, labelFlush=True)),
@@ -181,7 +172,7 @@ def distributions(frame, columns, *, bins=30, columns_per_row=4, title, subtitle
         tooltip=[alt.Tooltip("variable:N", title="variable"), alt.Tooltip("left:Q", title="de", format=".4~g"),
                  alt.Tooltip("right:Q", title="à", format=".4~g"), alt.Tooltip("count:Q", title="effectif")],
     ).properties(width=width, height=ROW_HEIGHT).facet(
-        facet=alt.Facet("variable:N", title=None, sort=order), columns=wrap,
+        facet=alt.Facet("variable:N", title=None, sort=columns), columns=wrap,
     ).resolve_scale(x="independent", y="independent")
     notes = [f"Effectif par intervalle ({bins} intervalles de même largeur par variable)."]
     return finish(chart, builder, title, subtitle, notes)
